@@ -1,0 +1,17 @@
+export const CONTROL_PROTOCOL = '/gosync/control/1'
+export const PROTOCOL_VERSION = 1
+
+/** One control frame: a batch of entries or a needs list of a huge tree stays well below. */
+export const MAX_CONTROL_FRAME = 8 * 1024 * 1024
+/** Entries per 'entries' message: keeps frames around 200–400 KiB. */
+export const ENTRIES_PER_BATCH = 2000
+/** Largest tree a target accepts (entries); bounds its memory. */
+export const MAX_ENTRIES = 5_000_000
+/** A target sends a heartbeat this often while it works, so the source can tell stalled from busy. */
+export const HEARTBEAT_MS = 2000
+/** Dialing a target and opening the stream. */
+export const DIAL_TIMEOUT_MS = 15_000
+/** No message from a target (or from a relay parent) for this long = stalled. */
+export const DEFAULT_STALL_TIMEOUT_MS = 30_000
+/** Concurrent control sessions a daemon serves. */
+export const MAX_INBOUND_STREAMS = 32

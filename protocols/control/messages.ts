@@ -1,0 +1,88 @@
+import { z } from 'zod'
+import type { Entry, RootMeta } from '../../src/manifest/types.js'
+
+/**
+ * Messages of /gosync/control/1, each one length-prefixed UTF-8 JSON frame with a
+ * `type` field. Defined once here; converted to domain types at the edge (toEntry /
+ * fromEntry) and never used past this module's callers.
+ */
+
+const int = z.number().int()
+const uint = int.nonnegative()
+const peerId = z.string().min(1).max(128)
+
+export const WireRoot = z.object({ mode: uint, mtime: int, nsec: uint, uid: uint.optional(), gid: uint.optional() })
+export const WireEntry = z.object({
+  path: z.string().min(1).max(4096),
+  type: z.enum(['file', 'dir', 'symlink']),
+  mode: uint,
+  mtime: int,
+  nsec: uint,
+  size: uint.optional(),
+  hash: z.string().optional(),
+  target: z.string().optional(),
+  uid: uint.optional(),
+  gid: uint.optional()
+})
+export type WireEntry = z.infer<typeof WireEntry>
+
+// source → target
+export const OpenMsg = z.object({
+  type: z.literal('open'),
+  version: int,
+  session: z.string().regex(/^[0-9a-f]{32}$/),
+  dst: z.string().min(1).max(4096),
+  delete: z.boolean(),
+  dryRun: z.boolean(),
+  compress: z.boolean(),
+  entryCount: uint,
+  root: WireRoot
+})
+export const EntriesMsg = z.object({ type: z.literal('entries'), entries: z.array(WireEntry).max(100_000) })
+export const ManifestEndMsg = z.object({ type: z.literal('manifest-end'), digest: z.string().regex(/^[0-9a-f]{64}$/) })
+export const ChildInfo = z.object({ peer: peerId, addrs: z.array(z.string().max(1024)).max(32) })
+export const PlanMsg = z.object({
+  type: z.literal('plan'),
+  /** null: this target receives no file data (it needs none) */
+  relay: z.object({ classId: uint, parent: peerId, children: z.array(ChildInfo).max(1024), frameBytes: uint }).nullable()
+})
+export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, EntriesMsg, ManifestEndMsg, PlanMsg])
+
+// target → source
+export const Counts = z.object({ created: uint, deleted: uint, updated: uint })
+export const NeedsMsg = z.object({ type: z.literal('needs'), files: z.array(uint).max(5_000_000), bytes: uint, changes: Counts })
+export const ReadyMsg = z.object({ type: z.literal('ready') })
+export const HeartbeatMsg = z.object({ type: z.literal('heartbeat'), files: uint, bytes: uint })
+export const ChildFailedMsg = z.object({ type: z.literal('child-failed'), peer: peerId, error: z.string().max(4096) })
+export const ResultMsg = z.object({
+  type: z.literal('result'),
+  status: z.enum(['ok', 'unchanged', 'failed']),
+  error: z.string().max(65536).optional(),
+  files: uint,
+  bytes: uint,
+  changes: Counts
+})
+export const ErrorMsg = z.object({ type: z.literal('error'), code: z.string().max(64), message: z.string().max(65536) })
+export const TargetMsg = z.discriminatedUnion('type', [NeedsMsg, ReadyMsg, HeartbeatMsg, ChildFailedMsg, ResultMsg, ErrorMsg])
+export type TargetMsg = z.infer<typeof TargetMsg>
+export type Counts = z.infer<typeof Counts>
+
+export function fromEntry (e: Entry): WireEntry {
+  const w: WireEntry = { path: e.path, type: e.type, mode: e.mode, mtime: e.mtime, nsec: e.mtimeNsec }
+  if (e.type === 'file') { w.size = e.size; w.hash = e.hash }
+  if (e.type === 'symlink') w.target = e.target
+  if (e.uid != null) w.uid = e.uid
+  if (e.gid != null) w.gid = e.gid
+  return w
+}
+
+export function toEntry (w: WireEntry): Entry {
+  return { path: w.path, type: w.type, mode: w.mode, mtime: w.mtime, mtimeNsec: w.nsec, size: w.type === 'file' ? (w.size ?? -1) : 0, hash: w.hash, target: w.target, uid: w.uid, gid: w.gid }
+}
+
+export function fromRoot (r: RootMeta): z.infer<typeof WireRoot> {
+  return { mode: r.mode, mtime: r.mtime, nsec: r.mtimeNsec, uid: r.uid, gid: r.gid }
+}
+export function toRoot (w: z.infer<typeof WireRoot>): RootMeta {
+  return { mode: w.mode, mtime: w.mtime, mtimeNsec: w.nsec, uid: w.uid, gid: w.gid }
+}

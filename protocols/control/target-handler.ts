@@ -1,0 +1,111 @@
+import { isAbsolute, normalize } from 'node:path'
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import { FramedStream } from '../framing/framed-stream.js'
+import { expectJson, readJson, writeJson } from '../framing/json.js'
+import { manifestDigest } from '../../src/manifest/digest.js'
+import { checkManifestShape } from '../../src/manifest/validate.js'
+import type { Entry } from '../../src/manifest/types.js'
+import { TargetSession } from '../../src/sync/target-session.js'
+import type { SessionRegistry } from '../../src/sync/sessions.js'
+import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PROTOCOL_VERSION } from './consts.js'
+import { EntriesMsg, ManifestEndMsg, OpenMsg, PlanMsg, toEntry, toRoot } from './messages.js'
+
+export interface TargetHandlerOptions {
+  node: Libp2p
+  sessions: SessionRegistry
+  isTrusted: (peer: string) => boolean
+  /** destinations must lie under one of these; empty = any absolute path */
+  allowedRoots: string[]
+  stallMs: number
+  log: (msg: string) => void
+}
+
+/** A refusal or failure sent to the source as an `error` message. */
+export class ControlRefusal extends Error {
+  override name = 'ControlRefusal'
+  constructor (readonly code: string, message: string) { super(message) }
+}
+
+function checkDestination (dst: string, roots: string[]): string {
+  if (!isAbsolute(dst)) throw new ControlRefusal('bad-destination', `destination must be an absolute path, got ${JSON.stringify(dst)}`)
+  if (dst.includes('\0')) throw new ControlRefusal('bad-destination', 'destination contains NUL')
+  const norm = normalize(dst).replace(/\/+$/, '') || '/'
+  if (roots.length > 0 && !roots.some(r => norm === r || norm.startsWith(r === '/' ? '/' : r + '/'))) {
+    throw new ControlRefusal('destination-not-allowed', `destination ${norm} is outside the allowed roots: ${roots.join(', ')}`)
+  }
+  return norm
+}
+
+/**
+ * Inbound /gosync/control/1 on a target: trust check, manifest, diff and apply, needs,
+ * plan, then the result. See docs/PROTOCOLS.md for the state machine.
+ */
+export async function handleControlStream (stream: Stream, connection: Connection, opts: TargetHandlerOptions): Promise<void> {
+  const fs = new FramedStream(stream, { maxFrameBytes: MAX_CONTROL_FRAME })
+  const remote = connection.remotePeer.toString()
+  const stepSignal = (): AbortSignal => AbortSignal.timeout(opts.stallMs)
+  let session: TargetSession | undefined
+  let heartbeat: NodeJS.Timeout | undefined
+  let locked: { dst: string, id: string } | undefined
+  try {
+    if (!opts.isTrusted(remote)) {
+      throw new ControlRefusal('untrusted', `peer ${remote} is not trusted by ${opts.node.peerId.toString()}; on that host run: gosync trust ${remote}`)
+    }
+    const open = await expectJson(fs, OpenMsg, stepSignal())
+    if (open.version !== PROTOCOL_VERSION) throw new ControlRefusal('version', `protocol version ${open.version} not supported (this daemon speaks ${PROTOCOL_VERSION})`)
+    if (open.entryCount > MAX_ENTRIES) throw new ControlRefusal('too-large', `manifest of ${open.entryCount} entries exceeds the limit of ${MAX_ENTRIES}`)
+    const dst = checkDestination(open.dst, opts.allowedRoots)
+    opts.sessions.lockDestination(dst, open.session)
+    locked = { dst, id: open.session }
+
+    const entries: Entry[] = []
+    while (entries.length < open.entryCount) {
+      const m = await expectJson(fs, EntriesMsg, stepSignal())
+      if (entries.length + m.entries.length > open.entryCount) throw new ControlRefusal('bad-manifest', 'more entries than announced')
+      for (const w of m.entries) entries.push(toEntry(w))
+    }
+    const end = await expectJson(fs, ManifestEndMsg, stepSignal())
+    try {
+      checkManifestShape(entries)
+    } catch (err) {
+      throw new ControlRefusal('bad-manifest', (err as Error).message)
+    }
+    const root = toRoot(open.root)
+    const digest = manifestDigest(root, entries)
+    if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
+
+    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, manifest: { root, entries, digest }, onWarning: opts.log })
+    opts.sessions.add(session)
+    const s = session
+    session.onChildFailed = (peer, error) => { writeJson(fs, { type: 'child-failed', peer, error: error.slice(0, 4000) }).catch(() => {}) }
+    heartbeat = setInterval(() => {
+      writeJson(fs, { type: 'heartbeat', files: s.progress.files, bytes: s.progress.bytes }).catch(() => {})
+    }, HEARTBEAT_MS)
+
+    const needs = await session.prepare()
+    await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, changes: session.counts })
+    // the plan may take a while: the source waits for every target's needs first
+    const plan = await expectJson(fs, PlanMsg, AbortSignal.timeout(opts.stallMs * 4))
+    if (plan.relay != null && (open.dryRun || needs.files.length === 0)) throw new ControlRefusal('bad-plan', 'relay assigned to a target that needs no data')
+    if (plan.relay == null && needs.files.length > 0 && !open.dryRun) throw new ControlRefusal('bad-plan', 'no relay assigned but files are needed')
+    session.setRelay(plan.relay)
+    await writeJson(fs, { type: 'ready' })
+    const outcome = await session.finish(opts.stallMs)
+    clearInterval(heartbeat)
+    await writeJson(fs, { type: 'result', ...outcome })
+    await fs.closeWrite()
+    // let the source read to the end and hang up first (closing early can lose data)
+    await readJson(fs, PlanMsg, AbortSignal.timeout(10_000)).catch(() => {})
+  } catch (err) {
+    const e = err as Error
+    const code = e instanceof ControlRefusal ? e.code : (e.name === 'DestinationBusyError' ? 'busy' : 'failed')
+    opts.log(`control session from ${remote} failed: ${e.message}`)
+    await writeJson(fs, { type: 'error', code, message: e.message }).catch(() => {})
+    await fs.closeWrite()
+    setTimeout(() => { fs.abort(e) }, 5000).unref()
+  } finally {
+    clearInterval(heartbeat)
+    if (session != null) opts.sessions.remove(session)
+    if (locked != null) opts.sessions.unlock(locked.dst, locked.id)
+  }
+}

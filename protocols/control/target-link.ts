@@ -1,0 +1,96 @@
+import type { Libp2p } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { PeerId } from '@libp2p/interface'
+import { FramedStream } from '../framing/framed-stream.js'
+import { readJson, writeJson, ProtocolError } from '../framing/json.js'
+import type { Manifest } from '../../src/manifest/types.js'
+import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, MAX_CONTROL_FRAME, PROTOCOL_VERSION } from './consts.js'
+import { TargetMsg, fromEntry, fromRoot, type Counts } from './messages.js'
+
+export class RemoteError extends Error {
+  override name = 'RemoteError'
+  constructor (readonly code: string, message: string) { super(message) }
+}
+export class TargetStalledError extends Error {
+  override name = 'TargetStalledError'
+}
+
+export interface SessionOptions {
+  session: string
+  dst: string
+  delete: boolean
+  dryRun: boolean
+  compress: boolean
+}
+
+export interface RelayPlan {
+  classId: number
+  parent: string
+  children: Array<{ peer: string, addrs: string[] }>
+  frameBytes: number
+}
+
+type Msg = TargetMsg
+type Of<T extends Msg['type']> = Extract<Msg, { type: T }>
+
+/**
+ * The source's end of one control session with one target. Every wait is bounded by
+ * the stall timeout, which heartbeats from the target reset.
+ */
+export class TargetLink {
+  progress = { files: 0, bytes: 0 }
+  childFailures: Array<{ peer: string, error: string }> = []
+  private constructor (readonly peer: string, readonly remoteAddr: string, readonly muxer: string | undefined, private readonly fs: FramedStream, private readonly stallMs: number) {}
+
+  static async open (node: Libp2p, target: PeerId | Multiaddr | Multiaddr[], stallMs: number): Promise<TargetLink> {
+    const signal = AbortSignal.timeout(DIAL_TIMEOUT_MS)
+    const conn = await node.dial(target, { signal })
+    const stream = await conn.newStream(CONTROL_PROTOCOL, { signal })
+    return new TargetLink(conn.remotePeer.toString(), conn.remoteAddr.toString(), conn.multiplexer, new FramedStream(stream, { maxFrameBytes: MAX_CONTROL_FRAME }), stallMs)
+  }
+
+  async sendManifest (opts: SessionOptions, manifest: Manifest): Promise<void> {
+    const signal = AbortSignal.timeout(this.stallMs)
+    await writeJson(this.fs, { type: 'open', version: PROTOCOL_VERSION, session: opts.session, dst: opts.dst, delete: opts.delete, dryRun: opts.dryRun, compress: opts.compress, entryCount: manifest.entries.length, root: fromRoot(manifest.root) }, signal)
+    for (let i = 0; i < manifest.entries.length; i += ENTRIES_PER_BATCH) {
+      await writeJson(this.fs, { type: 'entries', entries: manifest.entries.slice(i, i + ENTRIES_PER_BATCH).map(fromEntry) }, AbortSignal.timeout(this.stallMs))
+    }
+    await writeJson(this.fs, { type: 'manifest-end', digest: manifest.digest }, AbortSignal.timeout(this.stallMs))
+  }
+
+  /** The next message of type `want`; heartbeats and child reports are absorbed on the way. */
+  async next<T extends Msg['type']> (want: T, stallMs = this.stallMs): Promise<Of<T>> {
+    for (;;) {
+      let m: Msg | null
+      try {
+        m = await readJson(this.fs, TargetMsg, AbortSignal.timeout(stallMs))
+      } catch (err) {
+        if ((err as Error).name === 'TimeoutError') throw new TargetStalledError(`no word from the target for ${Math.round(stallMs / 1000)} s`)
+        throw err
+      }
+      if (m == null) throw new ProtocolError(`target closed the control stream while we waited for '${want}'`)
+      if (m.type === 'error') throw new RemoteError(m.code, m.message)
+      if (m.type === 'heartbeat') { this.progress = { files: m.files, bytes: m.bytes }; continue }
+      if (m.type === 'child-failed') { this.childFailures.push({ peer: m.peer, error: m.error }); continue }
+      if (m.type !== want) throw new ProtocolError(`expected '${want}', got '${m.type}'`)
+      return m as Of<T>
+    }
+  }
+
+  async needs (): Promise<{ files: number[], bytes: number, changes: Counts }> {
+    return await this.next('needs')
+  }
+
+  async sendPlan (relay: RelayPlan | null): Promise<void> {
+    await writeJson(this.fs, { type: 'plan', relay }, AbortSignal.timeout(this.stallMs))
+    await this.next('ready')
+  }
+
+  async result (): Promise<Of<'result'>> {
+    const r = await this.next('result')
+    await this.fs.closeWrite()
+    return r
+  }
+
+  abort (err: Error): void { this.fs.abort(err) }
+}

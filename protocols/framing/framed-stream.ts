@@ -1,0 +1,180 @@
+import * as varint from 'uint8-varint'
+import { Uint8ArrayList } from 'uint8arraylist'
+import type { Stream } from '@libp2p/interface'
+
+/**
+ * Length-prefixed frames (unsigned varint length, then the bytes: the same framing as
+ * it-length-prefixed) over a libp2p v3 stream, with bounded reads.
+ *
+ * Why not @libp2p/utils lpStream: its byte buffer aborts the stream when more than its
+ * limit arrives before it is read, and it never pauses the sender. Here the read side
+ * pauses the muxer (yamux stops granting window) above a high-water mark, resumes below
+ * it, and fails cleanly above a hard cap — mplex cannot pause, so protocols that move
+ * bulk data add their own credit on top (see protocols/relay).
+ */
+
+export class FrameTooLargeError extends Error {
+  override name = 'FrameTooLargeError'
+}
+export class UnexpectedEOFError extends Error {
+  override name = 'UnexpectedEOFError'
+}
+export class StreamClosedError extends Error {
+  override name = 'StreamClosedError'
+}
+export class ReadBufferOverflowError extends Error {
+  override name = 'ReadBufferOverflowError'
+}
+
+export interface FramedStreamOptions {
+  /** largest frame accepted; a longer length prefix fails the read */
+  maxFrameBytes: number
+  /** pause the muxer when this many bytes wait unread (default 4 × maxFrameBytes, at least 1 MiB) */
+  highWaterBytes?: number
+  /** abort when this many bytes wait unread (default 4 × highWater) */
+  maxBufferBytes?: number
+}
+
+export class FramedStream {
+  private readonly buf = new Uint8ArrayList()
+  private waiter?: () => void
+  private eof = false
+  private error?: Error
+  private pauseQueued = false
+  private readonly maxFrame: number
+  private readonly highWater: number
+  private readonly maxBuffer: number
+
+  constructor (readonly stream: Stream, opts: FramedStreamOptions) {
+    this.maxFrame = opts.maxFrameBytes
+    this.highWater = opts.highWaterBytes ?? Math.max(4 * opts.maxFrameBytes, 1 << 20)
+    this.maxBuffer = opts.maxBufferBytes ?? 4 * this.highWater
+    stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, this.maxBuffer)
+    stream.addEventListener('message', (evt) => {
+      this.buf.append(evt.data)
+      if (this.buf.byteLength > this.maxBuffer) {
+        this.fail(new ReadBufferOverflowError(`peer sent ${this.buf.byteLength} unread bytes, limit ${this.maxBuffer}`))
+        stream.abort(this.error!)
+        return
+      }
+      if (this.buf.byteLength > this.highWater && !this.pauseQueued) {
+        // pausing synchronously inside the handler is undone by resume(): defer it
+        this.pauseQueued = true
+        queueMicrotask(() => {
+          this.pauseQueued = false
+          if (this.buf.byteLength > this.highWater && stream.readStatus === 'readable') stream.pause()
+        })
+      }
+      this.wake()
+    })
+    stream.addEventListener('remoteCloseWrite', () => { this.eof = true; this.wake() })
+    stream.addEventListener('close', (evt) => {
+      if (evt.error != null) this.fail(evt.error)
+      else { this.eof = true; this.wake() }
+    })
+    if (stream.status !== 'open' || stream.remoteWriteStatus === 'closed') this.eof = true
+  }
+
+  private fail (err: Error): void {
+    this.error ??= err
+    this.wake()
+  }
+
+  private wake (): void {
+    const w = this.waiter
+    this.waiter = undefined
+    w?.()
+  }
+
+  /** Bytes received but not yet read. */
+  get buffered (): number { return this.buf.byteLength }
+
+  private async waitForData (signal?: AbortSignal): Promise<void> {
+    signal?.throwIfAborted()
+    await new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => { this.waiter = undefined; reject(signal!.reason) }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.waiter = () => { signal?.removeEventListener('abort', onAbort); resolve() }
+    })
+  }
+
+  private maybeResume (): void {
+    if (this.stream.readStatus === 'paused' && this.buf.byteLength <= this.highWater / 2) this.stream.resume()
+  }
+
+  /** The next frame, or null at a clean end of stream between frames. */
+  async read (signal?: AbortSignal): Promise<Uint8ArrayList | null> {
+    for (;;) {
+      if (this.buf.byteLength > 0) {
+        let len: number | undefined
+        let prefix = 0
+        try {
+          len = varint.decode(this.buf)
+          prefix = varint.encodingLength(len)
+        } catch {
+          if (this.buf.byteLength >= 10) throw new FrameTooLargeError('malformed frame length')
+        }
+        if (len !== undefined) {
+          if (len > this.maxFrame) {
+            const err = new FrameTooLargeError(`frame of ${len} bytes exceeds the limit of ${this.maxFrame}`)
+            this.stream.abort(err)
+            throw err
+          }
+          if (this.buf.byteLength >= prefix + len) {
+            const frame = this.buf.sublist(prefix, prefix + len)
+            this.buf.consume(prefix + len)
+            this.maybeResume()
+            return frame
+          }
+        }
+      }
+      if (this.error != null) throw this.error
+      if (this.eof && this.stream.readBufferLength === 0) {
+        if (this.buf.byteLength === 0) return null
+        throw new UnexpectedEOFError(`stream ended inside a frame (${this.buf.byteLength} bytes pending)`)
+      }
+      if (this.stream.readStatus === 'paused') this.stream.resume()
+      await this.waitForData(signal)
+    }
+  }
+
+  /** Write one frame made of the given parts; waits for 'drain' when the muxer is full. */
+  async write (parts: Uint8Array | Uint8Array[], signal?: AbortSignal): Promise<void> {
+    const list = new Uint8ArrayList()
+    const arr = Array.isArray(parts) ? parts : [parts]
+    let len = 0
+    for (const p of arr) len += p.byteLength
+    list.append(varint.encode(len))
+    for (const p of arr) list.append(p)
+    if (this.stream.status !== 'open' || this.stream.writeStatus !== 'writable') {
+      throw this.error ?? new StreamClosedError('stream is closed for writing')
+    }
+    if (!this.stream.send(list)) await this.drained(signal)
+  }
+
+  private async drained (signal?: AbortSignal): Promise<void> {
+    const stream = this.stream
+    await new Promise<void>((resolve, reject) => {
+      const cleanup = (): void => {
+        stream.removeEventListener('drain', onDrain)
+        stream.removeEventListener('close', onClose)
+        signal?.removeEventListener('abort', onAbort)
+      }
+      const onDrain = (): void => { cleanup(); resolve() }
+      const onClose = (evt: any): void => { cleanup(); reject(evt.error ?? new StreamClosedError('stream closed while writing')) }
+      const onAbort = (): void => { cleanup(); reject(signal!.reason) }
+      stream.addEventListener('drain', onDrain)
+      stream.addEventListener('close', onClose)
+      signal?.addEventListener('abort', onAbort)
+    })
+  }
+
+  /** Close our write half; the remote reads to the end. */
+  async closeWrite (): Promise<void> {
+    if (this.stream.writeStatus === 'writable') await this.stream.close().catch(() => {})
+  }
+
+  abort (err: Error): void {
+    this.stream.abort(err)
+  }
+}

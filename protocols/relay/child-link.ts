@@ -1,0 +1,136 @@
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Libp2p } from '@libp2p/interface'
+import { FramedStream } from '../framing/framed-stream.js'
+import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
+import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
+import { ChildMsg, END_FRAME } from './frames.js'
+
+export class ChildStalledError extends Error {
+  override name = 'ChildStalledError'
+}
+export class RelayRefusedError extends Error {
+  override name = 'RelayRefusedError'
+}
+
+export interface ChildTarget {
+  peer: string
+  addrs: string[]
+}
+
+/**
+ * The sending end of one relay edge (parent → child). Sends are bounded by the child's
+ * credit: at most `window` bytes are unacknowledged, whatever the muxer, so a slow child
+ * slows its parent instead of filling memory. A child that grants no credit for
+ * `stallTimeoutMs` is cut off; one failed child never stops the others.
+ */
+export class ChildLink {
+  private inflight = 0
+  private window = 0
+  private creditWaiter?: () => void
+  private doneResult?: { ok: boolean, error?: string }
+  private doneWaiter?: () => void
+  failure?: Error
+  private constructor (readonly peer: string, private readonly fs: FramedStream, private readonly stallTimeoutMs: number) {}
+
+  static async open (node: Libp2p, child: ChildTarget, session: string, classId: number, stallTimeoutMs: number): Promise<ChildLink> {
+    const signal = AbortSignal.timeout(ACCEPT_TIMEOUT_MS)
+    const target = child.addrs.length > 0 ? child.addrs.map(a => multiaddr(a)) : peerIdFromString(child.peer)
+    const stream = await node.dialProtocol(target, RELAY_PROTOCOL, { signal })
+    const fs = new FramedStream(stream, { maxFrameBytes: 1 << 20 })
+    try {
+      await writeJson(fs, { type: 'hello', session, classId }, signal)
+      const reply = await expectJson(fs, ChildMsg, signal)
+      if (reply.type === 'refuse') throw new RelayRefusedError(`${child.peer} refused the relay stream: ${reply.error}`)
+      if (reply.type !== 'accept') throw new ProtocolError(`expected accept, got ${reply.type}`)
+      const link = new ChildLink(child.peer, fs, stallTimeoutMs)
+      link.window = Math.max(reply.window, MAX_FRAME_BYTES + 64)
+      void link.readLoop()
+      return link
+    } catch (err) {
+      fs.abort(err as Error)
+      throw err
+    }
+  }
+
+  private async readLoop (): Promise<void> {
+    try {
+      for (;;) {
+        const m = await readJson(this.fs, ChildMsg)
+        if (m == null) break
+        if (m.type === 'credit') {
+          this.inflight = Math.max(0, this.inflight - m.bytes)
+          this.wakeCredit()
+        } else if (m.type === 'done') {
+          this.doneResult = { ok: m.ok, error: m.error }
+          this.doneWaiter?.()
+        } else {
+          throw new ProtocolError(`unexpected ${m.type} from child`)
+        }
+      }
+      if (this.doneResult == null) this.fail(new ProtocolError(`${this.peer} closed the relay stream early`))
+    } catch (err) {
+      this.fail(err as Error)
+    }
+  }
+
+  private wakeCredit (): void {
+    const w = this.creditWaiter
+    this.creditWaiter = undefined
+    w?.()
+  }
+
+  private fail (err: Error): void {
+    if (this.failure != null) return
+    this.failure = err
+    this.fs.abort(err)
+    this.wakeCredit()
+    this.doneWaiter?.()
+  }
+
+  get alive (): boolean { return this.failure == null }
+
+  /** Send one frame once credit allows; never throws (a failed child is marked and skipped). */
+  async send (parts: Uint8Array[]): Promise<void> {
+    if (this.failure != null) return
+    let len = 0
+    for (const p of parts) len += p.byteLength
+    while (this.failure == null && this.inflight + len > this.window) {
+      await this.waitCredit()
+    }
+    if (this.failure != null) return
+    this.inflight += len
+    try {
+      await this.fs.write(parts, AbortSignal.timeout(this.stallTimeoutMs))
+    } catch (err) {
+      this.fail(err as Error)
+    }
+  }
+
+  private async waitCredit (): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.fail(new ChildStalledError(`${this.peer} granted no credit for ${this.stallTimeoutMs} ms`))
+      }, this.stallTimeoutMs)
+      this.creditWaiter = () => { clearTimeout(timer); resolve() }
+    })
+  }
+
+  /** Send END and wait for the child's verdict on its own files. */
+  async finish (): Promise<{ ok: boolean, error?: string }> {
+    await this.send([END_FRAME])
+    if (this.failure == null && this.doneResult == null) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.fail(new ChildStalledError(`${this.peer} did not confirm the end of the transfer within ${this.stallTimeoutMs} ms`))
+        }, this.stallTimeoutMs)
+        this.doneWaiter = () => { clearTimeout(timer); resolve() }
+      })
+    }
+    await this.fs.closeWrite()
+    if (this.doneResult != null) return this.doneResult
+    return { ok: false, error: this.failure?.message ?? 'relay failed' }
+  }
+
+  abort (err: Error): void { this.fail(err) }
+}

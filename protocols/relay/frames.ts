@@ -1,0 +1,73 @@
+import { z } from 'zod'
+
+/**
+ * Data frames of /gosync/relay/1 (parent → child), after the JSON hello. Each is one
+ * length-prefixed frame whose first byte is its kind. Integers are big-endian.
+ *   BEGIN  0x01 u32 fileIndex, u64 offset   the next file of the class starts
+ *   DATA   0x02 bytes                        raw content of the current file
+ *   DATAZ  0x03 bytes                        the same, deflate-raw compressed (-z)
+ *   SKIP   0x04 u32 fileIndex, utf8 reason   the source cannot provide this file
+ *   END    0x05                              every file of the class was sent
+ */
+export const enum FrameKind { Begin = 1, Data = 2, DataZ = 3, Skip = 4, End = 5 }
+
+export type DataFrame =
+  | { kind: FrameKind.Begin, index: number, offset: number }
+  | { kind: FrameKind.Data | FrameKind.DataZ, data: Uint8Array }
+  | { kind: FrameKind.Skip, index: number, reason: string }
+  | { kind: FrameKind.End }
+
+export class BadFrameError extends Error {
+  override name = 'BadFrameError'
+}
+
+export function encodeBegin (index: number, offset: number): Uint8Array {
+  const b = new Uint8Array(13)
+  const v = new DataView(b.buffer)
+  b[0] = FrameKind.Begin
+  v.setUint32(1, index)
+  v.setBigUint64(5, BigInt(offset))
+  return b
+}
+export const DATA_HEADER = Uint8Array.of(FrameKind.Data)
+export const DATAZ_HEADER = Uint8Array.of(FrameKind.DataZ)
+export function encodeSkip (index: number, reason: string): Uint8Array {
+  const r = new TextEncoder().encode(reason.slice(0, 1000))
+  const b = new Uint8Array(5 + r.byteLength)
+  b[0] = FrameKind.Skip
+  new DataView(b.buffer).setUint32(1, index)
+  b.set(r, 5)
+  return b
+}
+export const END_FRAME = Uint8Array.of(FrameKind.End)
+
+export function decodeFrame (b: Uint8Array): DataFrame {
+  if (b.byteLength < 1) throw new BadFrameError('empty frame')
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength)
+  switch (b[0]) {
+    case FrameKind.Begin:
+      if (b.byteLength !== 13) throw new BadFrameError('BEGIN frame must be 13 bytes')
+      return { kind: FrameKind.Begin, index: v.getUint32(1), offset: Number(v.getBigUint64(5)) }
+    case FrameKind.Data:
+    case FrameKind.DataZ:
+      return { kind: b[0], data: b.subarray(1) }
+    case FrameKind.Skip:
+      if (b.byteLength < 5) throw new BadFrameError('SKIP frame too short')
+      return { kind: FrameKind.Skip, index: v.getUint32(1), reason: new TextDecoder().decode(b.subarray(5)) }
+    case FrameKind.End:
+      return { kind: FrameKind.End }
+    default:
+      throw new BadFrameError(`unknown frame kind ${b[0]}`)
+  }
+}
+
+/** JSON frames: the parent's hello, and everything the child sends back. */
+export const HelloMsg = z.object({ type: z.literal('hello'), session: z.string().regex(/^[0-9a-f]{32}$/), classId: z.number().int().nonnegative() })
+export const ChildMsg = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('accept'), window: z.number().int().positive() }),
+  z.object({ type: z.literal('refuse'), error: z.string().max(4096) }),
+  /** bytes of frames the child has fully processed (stored locally and forwarded) */
+  z.object({ type: z.literal('credit'), bytes: z.number().int().positive() }),
+  z.object({ type: z.literal('done'), ok: z.boolean(), error: z.string().max(65536).optional() })
+])
+export type ChildMsg = z.infer<typeof ChildMsg>

@@ -1,0 +1,28 @@
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import { FramedStream } from '../framing/framed-stream.js'
+import { expectJson, writeJson } from '../framing/json.js'
+import type { SessionRegistry } from '../../src/sync/sessions.js'
+import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, WINDOW_BYTES } from './consts.js'
+import { HelloMsg } from './frames.js'
+import { runReceiver } from './receiver.js'
+
+/**
+ * Inbound /gosync/relay/1: accepted only for a session this daemon serves, only from the
+ * parent its (trusted) source named. Anything else is refused with a reason and closed.
+ */
+export async function handleRelayStream (node: Libp2p, stream: Stream, connection: Connection, sessions: SessionRegistry, stallMs: number): Promise<void> {
+  const fs = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES + 16, highWaterBytes: WINDOW_BYTES + 2 * MAX_FRAME_BYTES })
+  try {
+    const hello = await expectJson(fs, HelloMsg, AbortSignal.timeout(ACCEPT_TIMEOUT_MS))
+    const session = sessions.get(hello.session)
+    const refusal = session == null ? 'unknown session' : session.claimRelay(connection.remotePeer.toString(), hello.classId)
+    if (refusal != null || session == null) {
+      await writeJson(fs, { type: 'refuse', error: refusal ?? 'unknown session' })
+      await fs.closeWrite()
+      return
+    }
+    await runReceiver(node, fs, session, stallMs)
+  } catch (err) {
+    fs.abort(err as Error)
+  }
+}

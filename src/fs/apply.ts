@@ -1,0 +1,133 @@
+import { constants } from 'node:fs'
+import { chmod, lchown, lstat, lutimes, mkdir, rename, rm, stat, symlink, utimes, open } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { sameMtime, type TargetChanges } from '../diff/diff.js'
+import type { Entry, Manifest } from '../manifest/types.js'
+import { tempNameIn } from './atomic-writer.js'
+import type { DestinationRoot } from './safe-path.js'
+
+const isRoot = process.getuid?.() === 0
+
+/** Directories are created writable for us; their real mode is set in finalizeDirectories. */
+const DIR_CREATE_MODE = 0o700
+
+function seconds (e: Pick<Entry, 'mtime' | 'mtimeNsec'>): number {
+  return e.mtime + e.mtimeNsec / 1e9
+}
+
+/**
+ * Ensure the destination root exists as a directory (created with parents if missing).
+ */
+export async function prepareRoot (root: string): Promise<void> {
+  const st = await lstat(root).catch(() => undefined)
+  if (st == null) {
+    await mkdir(root, { recursive: true, mode: 0o755 })
+    return
+  }
+  if (!st.isDirectory()) {
+    // a symlink to a directory is accepted as a root, as rsync does
+    const target = await stat(root).catch(() => undefined)
+    if (target?.isDirectory() !== true) throw new Error(`destination ${root} exists and is not a directory`)
+  }
+}
+
+/**
+ * Phase 1 on a target, before any data arrives: removals, directories, symlinks and
+ * metadata-only fixes. Runs in manifest order so parents always exist first.
+ */
+export async function applyStructure (dst: DestinationRoot, entries: readonly Entry[], changes: TargetChanges): Promise<void> {
+  for (const rel of changes.remove) {
+    const abs = await dst.resolve(rel)
+    await rm(abs, { recursive: true, force: true })
+    dst.forget(rel)
+  }
+  const todo = [...changes.mkdir.map(i => ({ i, kind: 'dir' as const })), ...changes.symlink.map(i => ({ i, kind: 'link' as const }))]
+  todo.sort((a, b) => a.i - b.i)
+  for (const { i, kind } of todo) {
+    const e = entries[i]
+    const abs = await dst.resolve(e.path)
+    if (kind === 'dir') {
+      await mkdir(abs, { mode: DIR_CREATE_MODE }).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err
+        const st = await lstat(abs)
+        if (!st.isDirectory()) {
+          await rm(abs, { recursive: true, force: true })
+          await mkdir(abs, { mode: DIR_CREATE_MODE })
+        }
+      })
+      await chmod(abs, e.mode | DIR_CREATE_MODE)
+    } else {
+      await placeSymlink(abs, e)
+    }
+  }
+  for (const i of changes.meta) {
+    const e = entries[i]
+    if (e.type === 'dir') continue // directories are finalized after the transfer
+    await setMetadata(await dst.resolve(e.path), e)
+  }
+}
+
+/** Create the link under a temp name and rename it over whatever is there: atomic replace. */
+async function placeSymlink (abs: string, e: Entry): Promise<void> {
+  const tmp = tempNameIn(dirname(abs))
+  await symlink(e.target!, tmp)
+  try {
+    if (isRoot && e.uid != null && e.gid != null) await lchown(tmp, e.uid, e.gid)
+    await lutimes(tmp, new Date(), seconds(e))
+    const st = await lstat(abs).catch(() => undefined)
+    if (st?.isDirectory() === true) await rm(abs, { recursive: true, force: true })
+    await rename(tmp, abs)
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw err
+  }
+}
+
+/** Mode, owner and mtime of an existing file or symlink, never following the link. */
+export async function setMetadata (abs: string, e: Entry): Promise<void> {
+  if (e.type === 'symlink') {
+    if (isRoot && e.uid != null && e.gid != null) await lchown(abs, e.uid, e.gid)
+    await lutimes(abs, new Date(), seconds(e))
+    return
+  }
+  // O_NOFOLLOW: metadata goes to the entry itself, never through a planted link
+  const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    if (isRoot && e.uid != null && e.gid != null) await fh.chown(e.uid, e.gid)
+    await fh.chmod(e.mode)
+    await fh.utimes(new Date(), seconds(e))
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * After every file is in place: give directories their real modes and mtimes, deepest
+ * first (writing into a directory changes its mtime), then the root itself.
+ */
+export async function finalizeDirectories (dst: DestinationRoot, manifest: Manifest): Promise<number> {
+  let changed = 0
+  const dirs = manifest.entries.filter(e => e.type === 'dir')
+  for (let k = dirs.length - 1; k >= -1; k--) {
+    const e: Pick<Entry, 'mode' | 'mtime' | 'mtimeNsec' | 'uid' | 'gid'> = k >= 0 ? dirs[k] : manifest.root
+    const abs = k >= 0 ? await dst.resolve(dirs[k].path) : dst.root
+    const st = await lstat(abs, { bigint: true })
+    if (!st.isDirectory()) continue
+    const cur = { mtime: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) }
+    let touched = false
+    if (isRoot && e.uid != null && e.gid != null && (Number(st.uid) !== e.uid || Number(st.gid) !== e.gid)) {
+      await lchown(abs, e.uid, e.gid)
+      touched = true
+    }
+    if ((Number(st.mode) & 0o7777) !== e.mode) {
+      await chmod(abs, e.mode)
+      touched = true
+    }
+    if (!sameMtime(cur, e)) {
+      await utimes(abs, new Date(), seconds(e))
+      touched = true
+    }
+    if (touched) changed++
+  }
+  return changed
+}

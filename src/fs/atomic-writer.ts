@@ -1,0 +1,81 @@
+import { createHash, randomBytes, type Hash } from 'node:crypto'
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
+import { TEMP_PREFIX } from '../manifest/scan.js'
+import type { Entry } from '../manifest/types.js'
+
+export class HashMismatchError extends Error {
+  override name = 'HashMismatchError'
+}
+
+export function tempNameIn (dir: string): string {
+  return join(dir, TEMP_PREFIX + randomBytes(8).toString('hex'))
+}
+
+const isRoot = process.getuid?.() === 0
+
+/**
+ * Writes one file under a temp name in its final directory and renames it into place
+ * only after size and SHA-256 match the manifest: nothing half-written is ever visible
+ * at the final path. Mode, mtime (and owner, as root) are set before the rename.
+ */
+export class AtomicFileWriter {
+  private readonly hash: Hash = createHash('sha256')
+  private written = 0
+  private fh?: FileHandle
+  readonly tempPath: string
+
+  private constructor (readonly finalPath: string, readonly entry: Entry) {
+    this.tempPath = tempNameIn(dirname(finalPath))
+  }
+
+  static async create (finalPath: string, entry: Entry): Promise<AtomicFileWriter> {
+    const w = new AtomicFileWriter(finalPath, entry)
+    // 'wx' = O_CREAT|O_EXCL: never opens an existing file or follows a planted symlink
+    w.fh = await open(w.tempPath, 'wx', 0o600)
+    return w
+  }
+
+  get bytesWritten (): number { return this.written }
+  get complete (): boolean { return this.written === this.entry.size }
+
+  async write (chunk: Uint8Array): Promise<void> {
+    if (this.written + chunk.byteLength > this.entry.size) {
+      throw new HashMismatchError(`${this.entry.path}: more data than the manifest size ${this.entry.size}`)
+    }
+    this.hash.update(chunk)
+    let off = 0
+    while (off < chunk.byteLength) {
+      const { bytesWritten } = await this.fh!.write(chunk, off, chunk.byteLength - off)
+      off += bytesWritten
+    }
+    this.written += chunk.byteLength
+  }
+
+  /** Verify, fsync, set metadata, rename into place. On any failure the temp file is removed. */
+  async commit (): Promise<void> {
+    try {
+      if (this.written !== this.entry.size) throw new HashMismatchError(`${this.entry.path}: got ${this.written} bytes, manifest says ${this.entry.size}`)
+      const digest = this.hash.digest('hex')
+      if (digest !== this.entry.hash) throw new HashMismatchError(`${this.entry.path}: SHA-256 ${digest} does not match the manifest`)
+      const fh = this.fh!
+      await fh.sync()
+      // chown before chmod: chown clears setuid/setgid bits
+      if (isRoot && this.entry.uid != null && this.entry.gid != null) await fh.chown(this.entry.uid, this.entry.gid)
+      await fh.chmod(this.entry.mode)
+      await fh.utimes(new Date(), this.entry.mtime + this.entry.mtimeNsec / 1e9)
+      await fh.close()
+      this.fh = undefined
+      await rename(this.tempPath, this.finalPath)
+    } catch (err) {
+      await this.abort()
+      throw err
+    }
+  }
+
+  async abort (): Promise<void> {
+    await this.fh?.close().catch(() => {})
+    this.fh = undefined
+    await unlink(this.tempPath).catch(() => {})
+  }
+}

@@ -1,0 +1,42 @@
+import { lstat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { checkRelativePath, parentOf } from '../manifest/paths.js'
+
+export class UnsafePathError extends Error {
+  override name = 'UnsafePathError'
+}
+
+/**
+ * Resolves relative paths under a destination root so that no write goes through a
+ * symlink: every ancestor directory is checked with lstat to be a real directory. Checked
+ * directories are remembered for the life of one session.
+ */
+export class DestinationRoot {
+  private readonly verified = new Set<string>([''])
+  constructor (readonly root: string) {}
+
+  /** Absolute path of `rel`, after checking its ancestors. The last segment itself is not followed by callers. */
+  async resolve (rel: string): Promise<string> {
+    checkRelativePath(rel)
+    await this.checkDir(parentOf(rel))
+    return join(this.root, rel)
+  }
+
+  /** The directory `rel` ('' = root) must be a real directory all the way down. */
+  async checkDir (rel: string): Promise<void> {
+    if (this.verified.has(rel)) return
+    await this.checkDir(parentOf(rel))
+    const st = await lstat(join(this.root, rel)).catch((err: NodeJS.ErrnoException) => {
+      throw new UnsafePathError(`${rel}: ${err.code === 'ENOENT' ? 'parent directory is missing' : err.message}`)
+    })
+    if (!st.isDirectory()) throw new UnsafePathError(`${rel} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}; refusing to write below it`)
+    this.verified.add(rel)
+  }
+
+  /** Forget a verified directory (it was removed or replaced). */
+  forget (rel: string): void {
+    for (const d of this.verified) {
+      if (d === rel || d.startsWith(rel + '/')) this.verified.delete(d)
+    }
+  }
+}

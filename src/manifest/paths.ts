@@ -1,0 +1,59 @@
+/**
+ * Every path that arrives from the wire passes through checkRelativePath before it is
+ * used: no absolute paths, no '.' or '..' segments, no empty segments, no NUL, and
+ * bounded lengths. Together with "every parent is a directory entry of the same
+ * manifest" (checkManifestShape) this keeps writes inside the destination.
+ */
+
+export const MAX_PATH_BYTES = 4096
+export const MAX_NAME_BYTES = 255
+
+export class InvalidPathError extends Error {
+  override name = 'InvalidPathError'
+  constructor (readonly path: string, reason: string) {
+    super(`invalid path ${JSON.stringify(path)}: ${reason}`)
+  }
+}
+
+const encoder = new TextEncoder()
+
+export function checkRelativePath (path: string): void {
+  if (typeof path !== 'string' || path.length === 0) throw new InvalidPathError(String(path), 'empty')
+  if (path.includes('\0')) throw new InvalidPathError(path, 'contains NUL')
+  if (path.startsWith('/')) throw new InvalidPathError(path, 'absolute')
+  if (encoder.encode(path).byteLength > MAX_PATH_BYTES) throw new InvalidPathError(path, `longer than ${MAX_PATH_BYTES} bytes`)
+  for (const seg of path.split('/')) {
+    if (seg === '') throw new InvalidPathError(path, 'empty segment')
+    if (seg === '.' || seg === '..') throw new InvalidPathError(path, `'${seg}' segment`)
+    if (encoder.encode(seg).byteLength > MAX_NAME_BYTES) throw new InvalidPathError(path, `name longer than ${MAX_NAME_BYTES} bytes`)
+  }
+}
+
+/** The parent of a relative path, or '' for top-level entries. */
+export function parentOf (path: string): string {
+  const i = path.lastIndexOf('/')
+  return i < 0 ? '' : path.slice(0, i)
+}
+
+/**
+ * Order used everywhere a tree is listed: by UTF-16 code units of the path, except that
+ * '/' sorts before every other character, so a directory's contents directly follow it
+ * ("a", "a/b", "a-b" rather than "a", "a-b", "a/b").
+ */
+export function comparePaths (a: string, b: string): number {
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) {
+    const ca = a.charCodeAt(i)
+    const cb = b.charCodeAt(i)
+    if (ca === cb) continue
+    if (ca === 47) return -1
+    if (cb === 47) return 1
+    return ca - cb
+  }
+  return a.length - b.length
+}
+
+/** True when `path` is `dir` or lies below it. */
+export function isWithin (path: string, dir: string): boolean {
+  return path === dir || path.startsWith(dir + '/')
+}

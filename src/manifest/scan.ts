@@ -1,0 +1,114 @@
+import { lstat, readdir, readlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { comparePaths } from './paths.js'
+import { manifestDigest } from './digest.js'
+import { hashFile, type HashCache } from './hash.js'
+import type { Entry, Manifest, RootMeta } from './types.js'
+import type { BigIntStats } from 'node:fs'
+
+/** Our own temp files (atomic writer) are invisible to scans on both ends. */
+export const TEMP_PREFIX = '.gosync-tmp-'
+export function isTempName (name: string): boolean {
+  return name.startsWith(TEMP_PREFIX)
+}
+
+export interface ScanOptions {
+  /** compute SHA-256 of every file (the source does; a target hashes only what it must) */
+  hash: boolean
+  hashCache?: HashCache
+  /** called for entries that are skipped (sockets, fifos, devices, unreadable) */
+  onWarning?: (message: string) => void
+  signal?: AbortSignal
+  /** files hashed in parallel */
+  hashConcurrency?: number
+}
+
+export class NotADirectoryError extends Error {
+  override name = 'NotADirectoryError'
+}
+
+function timeOf (st: BigIntStats): { mtime: number, mtimeNsec: number } {
+  return { mtime: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) }
+}
+
+function rootMeta (st: BigIntStats): RootMeta {
+  return { mode: Number(st.mode) & 0o7777, ...timeOf(st), uid: Number(st.uid), gid: Number(st.gid) }
+}
+
+/**
+ * Walk `root` (never following symlinks) into a sorted manifest. The process working
+ * directory is never touched, so concurrent scans are independent.
+ */
+export async function scanTree (root: string, opts: ScanOptions): Promise<Manifest> {
+  const rootSt = await lstat(root, { bigint: true })
+  if (!rootSt.isDirectory()) throw new NotADirectoryError(`${root} is not a directory`)
+  const entries: Entry[] = []
+  const warn = opts.onWarning ?? (() => {})
+
+  async function walk (rel: string): Promise<void> {
+    opts.signal?.throwIfAborted()
+    const abs = rel === '' ? root : join(root, rel)
+    let names: string[]
+    try {
+      names = await readdir(abs)
+    } catch (err: any) {
+      warn(`cannot read directory ${rel === '' ? '.' : rel}: ${err.code ?? err.message}`)
+      return
+    }
+    for (const name of names) {
+      if (isTempName(name)) continue
+      const path = rel === '' ? name : `${rel}/${name}`
+      let st: BigIntStats
+      try {
+        st = await lstat(join(root, path), { bigint: true })
+      } catch (err: any) {
+        if (err.code !== 'ENOENT') warn(`cannot stat ${path}: ${err.code ?? err.message}`)
+        continue
+      }
+      const base = { path, mode: Number(st.mode) & 0o7777, ...timeOf(st), uid: Number(st.uid), gid: Number(st.gid), ino: Number(st.ino) }
+      if (st.isDirectory()) {
+        entries.push({ ...base, type: 'dir', size: 0 })
+        await walk(path)
+      } else if (st.isFile()) {
+        entries.push({ ...base, type: 'file', size: Number(st.size) })
+      } else if (st.isSymbolicLink()) {
+        try {
+          entries.push({ ...base, type: 'symlink', size: 0, target: await readlink(join(root, path)) })
+        } catch (err: any) {
+          warn(`cannot read link ${path}: ${err.code ?? err.message}`)
+        }
+      } else {
+        warn(`skipping ${path}: not a regular file, directory or symlink`)
+      }
+    }
+  }
+  await walk('')
+  entries.sort((a, b) => comparePaths(a.path, b.path))
+
+  if (opts.hash) {
+    await hashEntries(root, entries.filter(e => e.type === 'file'), opts)
+  }
+  const kept = entries.filter(e => e.type !== 'file' || !opts.hash || e.hash != null)
+  const rootM = rootMeta(rootSt)
+  return { root: rootM, entries: kept, digest: manifestDigest(rootM, kept) }
+}
+
+/** Fill in `hash` for the given file entries, using the cache where it knows the file. */
+export async function hashEntries (root: string, files: Entry[], opts: Pick<ScanOptions, 'hashCache' | 'onWarning' | 'signal' | 'hashConcurrency'>): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < files.length) {
+      const e = files[next++]
+      const cached = opts.hashCache?.lookup(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0)
+      if (cached != null) { e.hash = cached; continue }
+      try {
+        e.hash = await hashFile(join(root, e.path), opts.signal)
+        opts.hashCache?.store?.(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, e.hash)
+      } catch (err: any) {
+        opts.signal?.throwIfAborted()
+        opts.onWarning?.(`cannot read ${e.path}: ${err.code ?? err.message}`)
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.max(1, opts.hashConcurrency ?? 4) }, worker))
+}

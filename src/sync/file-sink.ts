@@ -1,0 +1,111 @@
+import type { Entry } from '../manifest/types.js'
+import { AtomicFileWriter } from '../fs/atomic-writer.js'
+import type { DestinationRoot } from '../fs/safe-path.js'
+
+export class SequenceError extends Error {
+  override name = 'SequenceError'
+}
+
+export interface SinkResult {
+  files: number
+  bytes: number
+  failures: string[]
+}
+
+/**
+ * Stores the files of one transfer class on this host, in the order the class lists
+ * them. Each file goes through an AtomicFileWriter (hash verified before rename). A
+ * local failure (disk full, bad hash) costs that file only; frames out of order are a
+ * protocol error and end the session.
+ */
+export class FileSink {
+  private next = 0
+  private writer?: AtomicFileWriter
+  private current?: Entry
+  private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
+
+  constructor (private readonly dst: DestinationRoot, private readonly entries: readonly Entry[], private readonly files: readonly number[]) {}
+
+  get filesDone (): number { return this.result.files }
+  get bytesDone (): number { return this.result.bytes }
+
+  async begin (index: number, offset: number): Promise<void> {
+    if (this.current != null) throw new SequenceError(`BEGIN ${index} before file ${this.current.path} was complete`)
+    if (this.next >= this.files.length || this.files[this.next] !== index) throw new SequenceError(`unexpected file index ${index}`)
+    if (offset !== 0) throw new SequenceError('resuming at an offset is not supported by this version')
+    this.next++
+    this.current = this.entries[index]
+    this.received = 0
+    try {
+      this.writer = await AtomicFileWriter.create(await this.dst.resolve(this.current.path), this.current)
+    } catch (err) {
+      this.localFailure(err as Error)
+    }
+    if (this.current.size === 0) await this.complete()
+  }
+
+  async data (chunk: Uint8Array): Promise<void> {
+    const e = this.current
+    if (e == null) throw new SequenceError('DATA outside a file')
+    this.received += chunk.byteLength
+    if (this.received > e.size) throw new SequenceError(`${e.path}: more data than its size ${e.size}`)
+    if (this.writer != null) {
+      try {
+        await this.writer.write(chunk)
+      } catch (err) {
+        this.localFailure(err as Error)
+      }
+    }
+    if (this.received === e.size) await this.complete()
+  }
+
+  /** bytes received for the current file */
+  private received = 0
+
+  async skip (index: number, reason: string): Promise<void> {
+    if (this.current != null) {
+      if (this.entries[index] !== this.current) throw new SequenceError(`SKIP ${index} while another file is open`)
+      await this.writer?.abort()
+      this.writer = undefined
+      this.current = undefined
+    } else {
+      if (this.files[this.next] !== index) throw new SequenceError(`unexpected SKIP of file index ${index}`)
+      this.next++
+    }
+    this.result.failures.push(`${this.entries[index].path}: not sent by the source (${reason})`)
+  }
+
+  /** END frame: every expected file must have been accounted for. */
+  async end (): Promise<SinkResult> {
+    if (this.current != null) throw new SequenceError(`END while ${this.current.path} is incomplete`)
+    if (this.next !== this.files.length) throw new SequenceError(`END after ${this.next} of ${this.files.length} files`)
+    return this.result
+  }
+
+  async abort (): Promise<void> {
+    await this.writer?.abort()
+    this.writer = undefined
+  }
+
+  private async complete (): Promise<void> {
+    const e = this.current!
+    const w = this.writer
+    this.current = undefined
+    this.writer = undefined
+    if (w == null) return // failed earlier: already recorded
+    try {
+      await w.commit()
+      this.result.files++
+      this.result.bytes += e.size
+    } catch (err) {
+      this.result.failures.push(`${e.path}: ${(err as Error).message}`)
+    }
+  }
+
+  private localFailure (err: Error): void {
+    const e = this.current!
+    this.result.failures.push(`${e.path}: ${err.message}`)
+    void this.writer?.abort()
+    this.writer = undefined
+  }
+}

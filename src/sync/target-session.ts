@@ -1,0 +1,159 @@
+import { lstat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { diffTrees, isNoop, resolveVerified, type TargetChanges } from '../diff/diff.js'
+import { applyStructure, finalizeDirectories, prepareRoot } from '../fs/apply.js'
+import { DestinationRoot } from '../fs/safe-path.js'
+import { hashFile } from '../manifest/hash.js'
+import { scanTree } from '../manifest/scan.js'
+import type { Entry, Manifest } from '../manifest/types.js'
+import type { SinkResult } from './file-sink.js'
+
+export interface ChangeCounts { created: number, deleted: number, updated: number }
+
+export interface RelayAssignment {
+  classId: number
+  /** PeerId of the only peer allowed to open this session's relay stream */
+  parent: string
+  children: Array<{ peer: string, addrs: string[] }>
+  frameBytes: number
+}
+
+export interface TargetSessionInit {
+  id: string
+  sourcePeer: string
+  dst: string
+  delete: boolean
+  dryRun: boolean
+  compress: boolean
+  manifest: Manifest
+  onWarning?: (msg: string) => void
+}
+
+export type TargetOutcome = { status: 'ok' | 'unchanged' | 'failed', error?: string, files: number, bytes: number, changes: ChangeCounts }
+
+const isRoot = process.getuid?.() === 0
+
+/**
+ * One sync session on a target: diff against the local tree, apply the structure, take
+ * the file data of its class from the relay, then finalize directories. The control
+ * handler drives it; the relay handler feeds it (see attachRelay).
+ */
+export class TargetSession {
+  readonly dst: DestinationRoot
+  changes?: TargetChanges
+  counts: ChangeCounts = { created: 0, deleted: 0, updated: 0 }
+  relay?: RelayAssignment
+  private relayClaimed = false
+  private relayDone?: PromiseWithResolvers<SinkResult>
+  /** progress of the data phase, for heartbeats */
+  progress = { files: 0, bytes: 0 }
+  /** set by the control handler: tells the source that a relay child failed */
+  onChildFailed?: (peer: string, error: string) => void
+  /** last time the relay parent connected or sent a frame */
+  private lastActivity = Date.now()
+
+  touch (): void { this.lastActivity = Date.now() }
+
+  constructor (readonly init: TargetSessionInit) {
+    this.dst = new DestinationRoot(init.dst)
+  }
+
+  get id (): string { return this.init.id }
+  get entries (): readonly Entry[] { return this.init.manifest.entries }
+
+  /** Diff and (unless dry-run) apply dirs, symlinks, deletions and metadata fixes. Returns the files to fetch. */
+  async prepare (signal?: AbortSignal): Promise<{ files: number[], bytes: number }> {
+    const { manifest } = this.init
+    const exists = await lstat(this.init.dst).then(() => true, () => false)
+    if (!this.init.dryRun) await prepareRoot(this.init.dst)
+    const local = exists ? (await scanTree(this.init.dst, { hash: false, onWarning: this.init.onWarning, signal })).entries : []
+    let changes = diffTrees(manifest.entries, local, { delete: this.init.delete, owners: isRoot })
+    if (changes.verify.length > 0) {
+      const hashes = new Map<number, string | undefined>()
+      for (const i of changes.verify) {
+        hashes.set(i, await hashFile(join(this.init.dst, manifest.entries[i].path), signal).catch(() => undefined))
+      }
+      changes = resolveVerified(changes, manifest.entries, hashes)
+    }
+    this.changes = changes
+    const localPaths = new Set(local.map(e => e.path))
+    const removed = new Set(changes.remove)
+    let created = 0
+    let updated = changes.meta.length
+    for (const i of [...changes.mkdir, ...changes.symlink, ...changes.fetch]) {
+      const p = manifest.entries[i].path
+      if (localPaths.has(p) && !removed.has(p)) updated++
+      else created++
+    }
+    this.counts = { created, deleted: changes.remove.length, updated }
+    if (!this.init.dryRun) await applyStructure(this.dst, manifest.entries, changes)
+    const bytes = changes.fetch.reduce((n, i) => n + manifest.entries[i].size, 0)
+    return { files: changes.fetch, bytes }
+  }
+
+  setRelay (relay: RelayAssignment | null): void {
+    if (relay == null) return
+    this.relay = relay
+    this.touch()
+    this.relayDone = Promise.withResolvers<SinkResult>()
+    this.relayDone.promise.catch(() => {})
+  }
+
+  /**
+   * Called by the relay handler for an incoming stream. Only the parent the source named,
+   * only once, only for the class it was told.
+   */
+  claimRelay (remotePeer: string, classId: number): string | undefined {
+    if (this.relay == null) return 'this target expects no data in this session'
+    if (remotePeer !== this.relay.parent) return `relay stream from ${remotePeer}, but the source named ${this.relay.parent} as parent`
+    if (classId !== this.relay.classId) return 'wrong class id'
+    if (this.relayClaimed) return 'relay stream already attached'
+    this.relayClaimed = true
+    return undefined
+  }
+
+  relayFinished (result: SinkResult): void { this.relayDone?.resolve(result) }
+  relayFailed (err: Error): void { this.relayDone?.reject(err) }
+
+  /**
+   * Wait for the data (if any), then finalize directories. `stallMs`: how long to wait
+   * for the parent's stream to arrive and for progress while it runs.
+   */
+  async finish (stallMs: number): Promise<TargetOutcome> {
+    const c = this.changes!
+    let files = 0
+    let bytes = 0
+    const failures: string[] = []
+    if (this.relayDone != null) {
+      const timer = setInterval(() => {
+        if (Date.now() - this.lastActivity > stallMs) {
+          this.relayFailed(new Error(this.relayClaimed ? `no data from parent ${this.relay!.parent} for ${stallMs} ms` : `parent ${this.relay!.parent} did not connect within ${stallMs} ms`))
+        }
+      }, Math.min(1000, stallMs / 4))
+      try {
+        const r = await this.relayDone.promise
+        files = r.files
+        bytes = r.bytes
+        failures.push(...r.failures)
+      } catch (err) {
+        failures.push((err as Error).message)
+      } finally {
+        clearInterval(timer)
+      }
+    }
+    let dirsChanged = 0
+    if (!this.init.dryRun) {
+      try {
+        dirsChanged = await finalizeDirectories(this.dst, this.init.manifest)
+      } catch (err) {
+        failures.push(`finalizing directories: ${(err as Error).message}`)
+      }
+    }
+    const noop = isNoop(c) && dirsChanged === 0
+    if (failures.length > 0) {
+      const more = failures.length > 3 ? ` (and ${failures.length - 3} more)` : ''
+      return { status: 'failed', error: failures.slice(0, 3).join('; ') + more, files, bytes, changes: this.counts }
+    }
+    return { status: noop ? 'unchanged' : 'ok', files, bytes, changes: this.counts }
+  }
+}
