@@ -64,7 +64,7 @@ const AFTER = [
   'f5.txt',
 ].sort();
 
-describe('seed README example', { timeout: 300_000 }, () => {
+describe('seed README example', () => {
   let lab: Lab;
   let source: Daemon;
   let targets: Daemon[] = [];
@@ -94,7 +94,7 @@ describe('seed README example', { timeout: 300_000 }, () => {
     '-d=true',
   ];
 
-  test('sync with the seed spelling turns "before" into "after" on both targets', async (t) => {
+  test('sync with the seed spelling turns "before" into "after" on both targets', { timeout: 300_000 }, async (t) => {
     if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
     assert.deepEqual(await listTree(lab.hostPath('t1', 'testdst')), [
       'd1/', 'd1/f1.txt', 'd1/f1s -> f1.txt', 'd1/f2.txt', 'd1/f4.txt', 'd1/f4s -> f4.txt', 'd3/',
@@ -118,7 +118,7 @@ describe('seed README example', { timeout: 300_000 }, () => {
     assert.deepEqual(diffSnapshots(want, await snapshotTree(lab.hostPath('src', 'testsrc')), 'exact'), []);
   });
 
-  test('the same sync again: every target unchanged, nothing sent', async (t) => {
+  test('the same sync again: every target unchanged, nothing sent', { timeout: 300_000 }, async (t) => {
     if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
     const r = await lab.syncJson(seedArgs(), { home: source.home });
     const ctx = `${JSON.stringify(r.report, null, 2)}\n${fmt(r)}`;
@@ -135,7 +135,7 @@ describe('seed README example', { timeout: 300_000 }, () => {
     }
   });
 
-  test('daemons exit 0 on SIGTERM', async (t) => {
+  test('daemons exit 0 on SIGTERM', { timeout: 60_000 }, async (t) => {
     if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
     for (const d of [source, ...targets]) {
       const st = await d.stop(10_000);

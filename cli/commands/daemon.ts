@@ -1,0 +1,50 @@
+import { resolve } from 'node:path'
+import { Daemon } from '../../src/daemon/daemon.js'
+import { checkPeerId } from '../../src/home/trust.js'
+import { resolveHome } from '../../src/identity/identity.js'
+import type { MuxerName } from '../../src/node/create-node.js'
+import { UsageError } from '../exit-codes.js'
+
+export interface DaemonArgs {
+  home?: string
+  listen: string[]
+  mdns: boolean
+  trust: string[]
+  trustAll: boolean
+  allowRoot: string[]
+  muxer: string[]
+  stallTimeout?: number
+}
+
+export async function daemonCommand (a: DaemonArgs): Promise<number> {
+  const muxers = a.muxer.map(m => {
+    if (m !== 'yamux' && m !== 'mplex') throw new UsageError(`--muxer must be yamux or mplex, got ${m}`)
+    return m as MuxerName
+  })
+  const log = (msg: string): void => { process.stderr.write(`gosync: ${msg}\n`) }
+  if (a.trustAll) log('WARNING: --trust-all: any peer that can reach this daemon may write to it. Use only in a closed lab.')
+  const daemon = new Daemon({
+    home: resolveHome(a.home),
+    listen: a.listen.length > 0 ? a.listen : ['/ip4/0.0.0.0/tcp/4001'],
+    mdns: a.mdns,
+    trust: a.trust.map(checkPeerId),
+    trustAll: a.trustAll,
+    allowedRoots: a.allowRoot.map(r => resolve(r)),
+    muxers: muxers.length > 0 ? muxers : undefined,
+    stallMs: a.stallTimeout != null ? a.stallTimeout * 1000 : undefined,
+    log
+  })
+  await daemon.start()
+  const node = daemon.node!
+  process.stdout.write(`peer-id: ${node.peerId.toString()}\n`)
+  for (const ma of node.getMultiaddrs()) process.stdout.write(`listen: ${ma.toString()}\n`)
+  process.stdout.write('ready\n')
+  await new Promise<void>((resolveStop) => {
+    const stop = (): void => { resolveStop() }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+  log('shutting down')
+  await daemon.stop()
+  return 0
+}

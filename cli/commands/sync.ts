@@ -1,0 +1,88 @@
+import { isAbsolute, resolve } from 'node:path'
+import { connectLocal, requestLocal } from '../../src/daemon/local-api.js'
+import { loadOrCreateKey, resolveHome } from '../../src/identity/identity.js'
+import { createNode } from '../../src/node/create-node.js'
+import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
+import { runSync, TaskError, type SyncTask } from '../../src/sync/run-sync.js'
+import { runRemoteTask } from '../../protocols/task/index.js'
+import { EXIT, UsageError } from '../exit-codes.js'
+import { ProgressLine, renderReport } from '../render.js'
+
+export interface SyncArgs {
+  targets?: string
+  src?: string
+  dst?: string
+  delete: boolean
+  compress: boolean
+  dryRun: boolean
+  json: boolean
+  from?: string
+  home?: string
+  fanout?: number
+  stallTimeout?: number
+}
+
+export function buildTask (a: SyncArgs): SyncTask {
+  if (a.targets == null || String(a.targets).trim() === '') throw new UsageError('missing -t/--targets')
+  if (a.src == null || a.src === '') throw new UsageError('missing --src')
+  if (a.dst == null || a.dst === '') throw new UsageError('missing --dst')
+  if (!isAbsolute(String(a.dst))) throw new UsageError('--dst must be an absolute path (it names a directory on every target)')
+  const targets = String(a.targets).split(',').map(s => s.trim()).filter(s => s !== '')
+  if (targets.length === 0) throw new UsageError('no targets in -t')
+  if (a.fanout != null && (!Number.isInteger(a.fanout) || a.fanout < 1)) throw new UsageError('--fanout must be a positive integer')
+  return {
+    src: resolve(String(a.src)),
+    dst: String(a.dst),
+    targets,
+    delete: a.delete,
+    compress: a.compress,
+    dryRun: a.dryRun,
+    fanout: a.fanout,
+    stallMs: a.stallTimeout != null ? a.stallTimeout * 1000 : undefined
+  }
+}
+
+class DaemonTaskError extends Error {
+  override name = 'DaemonTaskError'
+  constructor (readonly code: string, message: string) { super(message) }
+}
+
+export async function syncCommand (a: SyncArgs): Promise<number> {
+  const task = buildTask(a)
+  const home = resolveHome(a.home)
+  const progress = !a.json && process.stderr.isTTY ? new ProgressLine(process.stderr) : undefined
+  const onEvent = (e: SyncEvent): void => {
+    if (progress != null) progress.onEvent(e)
+    else if (e.type === 'warning' && !a.json) process.stderr.write(`warning: ${e.message}\n`)
+  }
+  let report: SyncReport | undefined
+  try {
+    const sock = await connectLocal(home).catch(() => undefined)
+    if (sock != null) {
+      await requestLocal(sock, a.from != null ? { type: 'remote-sync', from: a.from, task } : { type: 'sync', task }, (r) => {
+        if (r.type === 'event') onEvent(r.event as SyncEvent)
+        else if (r.type === 'report') report = r.report as SyncReport
+        else if (r.type === 'error') throw new DaemonTaskError(r.code, r.message)
+      })
+      if (report == null) throw new TaskError('the daemon closed the connection without a report')
+    } else {
+      // no daemon in this home: this process is the source (or the client of --from)
+      const node = await createNode({ privateKey: await loadOrCreateKey(home), listen: [], mdns: false })
+      try {
+        report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent) : await runSync(node, task, onEvent)
+      } finally {
+        await node.stop()
+      }
+    }
+  } catch (err) {
+    progress?.clear()
+    const e = err as Error
+    if (e instanceof DaemonTaskError && e.code === 'usage') throw new UsageError(e.message)
+    if (a.json) process.stdout.write(JSON.stringify({ ok: false, error: e.message }) + '\n')
+    process.stderr.write(`gosync: ${e.message}\n`)
+    return EXIT.TASK_FAILED
+  }
+  progress?.clear()
+  process.stdout.write(a.json ? JSON.stringify(report, null, 2) + '\n' : renderReport(report!))
+  return report!.ok ? EXIT.OK : EXIT.TARGET_FAILED
+}

@@ -1,0 +1,13 @@
+import { ensureHome, resolveHome } from '../../src/identity/identity.js'
+import { checkPeerId, InvalidPeerIdError, TrustList } from '../../src/home/trust.js'
+import { UsageError } from '../exit-codes.js'
+
+export async function trustCommand (peer: string, a: { home?: string }): Promise<number> {
+  const home = resolveHome(a.home)
+  await ensureHome(home)
+  let id: string
+  try { id = checkPeerId(peer) } catch (err) { throw new UsageError((err as InvalidPeerIdError).message) }
+  const added = await new TrustList(home).add(id)
+  process.stdout.write(added ? `trusted ${id}\n` : `${id} was already trusted\n`)
+  return 0
+}

@@ -1,0 +1,16 @@
+/** Stable exit codes, in one place (scripts depend on them). */
+export const EXIT = {
+  /** every target ended ok or unchanged */
+  OK: 0,
+  /** the task ran, at least one target failed */
+  TARGET_FAILED: 1,
+  /** bad command line */
+  USAGE: 2,
+  /** the task could not run at all (source unreadable, refused, no daemon reachable) */
+  TASK_FAILED: 3,
+  INTERRUPTED: 130
+} as const
+
+export class UsageError extends Error {
+  override name = 'UsageError'
+}

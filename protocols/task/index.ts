@@ -1,0 +1,76 @@
+import { z } from 'zod'
+import type { Connection, Libp2p, Stream } from '@libp2p/interface'
+import { FramedStream } from '../framing/framed-stream.js'
+import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
+import { parseTarget, runSync, TaskError, type SyncTask } from '../../src/sync/run-sync.js'
+import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
+
+/**
+ * /gosync/task/1: a trusted peer asks this node to run a sync as the source (the CLI's
+ * --from). Request: one `task` frame. Response: `event` frames, then one `report` or
+ * `error` frame.
+ */
+export const TASK_PROTOCOL = '/gosync/task/1'
+const MAX_TASK_FRAME = 16 * 1024 * 1024
+
+export const TaskSchema = z.object({
+  src: z.string().min(1).max(4096),
+  dst: z.string().min(1).max(4096),
+  targets: z.array(z.string().min(1).max(1024)).min(1).max(10_000),
+  delete: z.boolean(),
+  compress: z.boolean(),
+  dryRun: z.boolean(),
+  fanout: z.number().int().min(1).max(64).optional(),
+  frameBytes: z.number().int().positive().optional(),
+  stallMs: z.number().int().positive().max(3_600_000).optional()
+})
+const Request = z.object({ type: z.literal('task'), task: TaskSchema })
+const Response = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('event'), event: z.any() }),
+  z.object({ type: z.literal('report'), report: z.any() }),
+  z.object({ type: z.literal('error'), code: z.string(), message: z.string() })
+])
+
+export class TaskRefusedError extends Error {
+  override name = 'TaskRefusedError'
+  constructor (readonly code: string, message: string) { super(message) }
+}
+
+export async function handleTaskStream (node: Libp2p, stream: Stream, connection: Connection, isTrusted: (peer: string) => boolean): Promise<void> {
+  const fs = new FramedStream(stream, { maxFrameBytes: MAX_TASK_FRAME })
+  const remote = connection.remotePeer.toString()
+  try {
+    if (!isTrusted(remote)) {
+      await writeJson(fs, { type: 'error', code: 'untrusted', message: `peer ${remote} is not trusted by ${node.peerId.toString()} to start tasks; on that host run: gosync trust ${remote}` })
+      return
+    }
+    const req = await expectJson(fs, Request, AbortSignal.timeout(30_000))
+    const report = await runSync(node, req.task, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) })
+    await writeJson(fs, { type: 'report', report })
+  } catch (err) {
+    const e = err as Error
+    await writeJson(fs, { type: 'error', code: e instanceof TaskError ? 'task' : 'failed', message: e.message }).catch(() => {})
+  } finally {
+    await fs.closeWrite()
+    await readJson(fs, Request, AbortSignal.timeout(10_000)).catch(() => {})
+  }
+}
+
+/** Ask `from` to run `task` as the source; events stream back until the report. */
+export async function runRemoteTask (node: Libp2p, from: string, task: SyncTask, onEvent: (e: SyncEvent) => void): Promise<SyncReport> {
+  const { dial } = parseTarget(from)
+  const stream = await node.dialProtocol(dial, TASK_PROTOCOL, { signal: AbortSignal.timeout(15_000) })
+  const fs = new FramedStream(stream, { maxFrameBytes: MAX_TASK_FRAME })
+  try {
+    await writeJson(fs, { type: 'task', task })
+    for (;;) {
+      const m = await readJson(fs, Response)
+      if (m == null) throw new ProtocolError(`${from} closed the task stream without a report`)
+      if (m.type === 'event') onEvent(m.event as SyncEvent)
+      else if (m.type === 'report') return m.report as SyncReport
+      else throw new TaskRefusedError(m.code, m.message)
+    }
+  } finally {
+    await fs.closeWrite()
+  }
+}

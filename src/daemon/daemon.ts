@@ -1,0 +1,77 @@
+import type { Server } from 'node:net'
+import type { Libp2p } from '@libp2p/interface'
+import { handleControlStream } from '../../protocols/control/target-handler.js'
+import { CONTROL_PROTOCOL, DEFAULT_STALL_TIMEOUT_MS, MAX_INBOUND_STREAMS as CONTROL_STREAMS } from '../../protocols/control/consts.js'
+import { handleRelayStream } from '../../protocols/relay/handler.js'
+import { RELAY_PROTOCOL, MAX_INBOUND_STREAMS as RELAY_STREAMS } from '../../protocols/relay/consts.js'
+import { handleTaskStream, runRemoteTask, TASK_PROTOCOL, TaskSchema } from '../../protocols/task/index.js'
+import { TrustList } from '../home/trust.js'
+import { loadOrCreateKey } from '../identity/identity.js'
+import { createNode, type MuxerName } from '../node/create-node.js'
+import { SessionRegistry } from '../sync/sessions.js'
+import { runSync, TaskError } from '../sync/run-sync.js'
+import { serveLocalApi, socketPath } from './local-api.js'
+import { unlink } from 'node:fs/promises'
+
+export interface DaemonOptions {
+  home: string
+  listen: string[]
+  mdns: boolean
+  trust: string[]
+  trustAll: boolean
+  /** destinations this daemon accepts; empty = any absolute path */
+  allowedRoots: string[]
+  muxers?: MuxerName[]
+  stallMs?: number
+  log: (msg: string) => void
+}
+
+/** A gosync node: serves control, relay and task protocols, and the local CLI socket. */
+export class Daemon {
+  node?: Libp2p
+  private server?: Server
+  readonly sessions = new SessionRegistry()
+  readonly trust: TrustList
+
+  constructor (readonly opts: DaemonOptions) {
+    this.trust = new TrustList(opts.home, opts.trust, opts.trustAll)
+  }
+
+  async start (): Promise<void> {
+    const { opts } = this
+    const stallMs = opts.stallMs ?? DEFAULT_STALL_TIMEOUT_MS
+    const node = await createNode({ privateKey: await loadOrCreateKey(opts.home), listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers })
+    this.node = node
+    const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
+    await node.handle(CONTROL_PROTOCOL, async (stream, connection) => {
+      await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, log: opts.log })
+    }, { maxInboundStreams: CONTROL_STREAMS })
+    await node.handle(RELAY_PROTOCOL, async (stream, connection) => {
+      await handleRelayStream(node, stream, connection, this.sessions, stallMs)
+    }, { maxInboundStreams: RELAY_STREAMS, maxOutboundStreams: RELAY_STREAMS })
+    await node.handle(TASK_PROTOCOL, async (stream, connection) => {
+      await handleTaskStream(node, stream, connection, isTrusted)
+    })
+    this.server = await serveLocalApi(opts.home, async (req, send) => {
+      if (req.type === 'status') {
+        send({ type: 'status', peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String) })
+        return
+      }
+      const parsed = TaskSchema.safeParse(req.task)
+      if (!parsed.success) { send({ type: 'error', code: 'usage', message: `bad task: ${parsed.error.issues[0]?.message}` }); return }
+      try {
+        const onEvent = (event: unknown): void => { send({ type: 'event', event }) }
+        const report = req.type === 'sync' ? await runSync(node, parsed.data, onEvent) : await runRemoteTask(node, req.from, parsed.data, onEvent)
+        send({ type: 'report', report })
+      } catch (err) {
+        send({ type: 'error', code: err instanceof TaskError || (err as Error).name === 'TaskRefusedError' ? 'task' : 'failed', message: (err as Error).message })
+      }
+    })
+  }
+
+  async stop (): Promise<void> {
+    await new Promise<void>(resolve => { this.server?.close(() => { resolve() }) ?? resolve() })
+    await unlink(socketPath(this.opts.home)).catch(() => {})
+    await this.node?.stop()
+  }
+}

@@ -1,0 +1,42 @@
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { homedir } from 'node:os'
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import type { PrivateKey } from '@libp2p/interface'
+
+export const KEY_FILE = 'identity.key'
+
+/** --home, else $GOSYNC_HOME, else ~/.gosync */
+export function resolveHome (home?: string): string {
+  return home ?? process.env.GOSYNC_HOME ?? join(homedir(), '.gosync')
+}
+
+export async function ensureHome (home: string): Promise<void> {
+  await mkdir(home, { recursive: true, mode: 0o700 })
+}
+
+/** The node's stable Ed25519 key: created once (mode 0600), then reused. */
+export async function loadOrCreateKey (home: string): Promise<PrivateKey> {
+  await ensureHome(home)
+  const path = join(home, KEY_FILE)
+  try {
+    return privateKeyFromProtobuf(await readFile(path))
+  } catch (err: any) {
+    if (err.code !== 'ENOENT') throw new Error(`cannot read identity key ${path}: ${err.message}`)
+  }
+  const key = await generateKeyPair('Ed25519')
+  try {
+    await writeFile(path, privateKeyToProtobuf(key), { mode: 0o600, flag: 'wx' })
+  } catch (err: any) {
+    // another process created it first: use theirs
+    if (err.code === 'EEXIST') return privateKeyFromProtobuf(await readFile(path))
+    throw err
+  }
+  await chmod(path, 0o600)
+  return key
+}
+
+export function peerIdOf (key: PrivateKey): string {
+  return peerIdFromPrivateKey(key).toString()
+}

@@ -1,0 +1,37 @@
+/** What a sync returns, to the CLI (text or --json) and over the task protocol. */
+export type TargetStatus = 'ok' | 'unchanged' | 'failed'
+
+export interface TargetReport {
+  /** PeerId, or the target as given when it could not be resolved */
+  peer: string
+  /** the target as given on the command line */
+  address?: string
+  status: TargetStatus
+  error?: string
+  /** stream muxer negotiated with this target, e.g. /yamux/1.0.0 */
+  muxer?: string
+  /** file bodies received and verified */
+  files: number
+  bytes: number
+  created: number
+  deleted: number
+  updated: number
+}
+
+export interface SyncReport {
+  ok: boolean
+  session: string
+  source: string
+  src: string
+  dst: string
+  dryRun: boolean
+  targets: TargetReport[]
+  totals: { files: number, bytes: number, seconds: number }
+}
+
+export type SyncEvent =
+  | { type: 'scanned', entries: number, bytes: number }
+  | { type: 'planned', classes: number, bytesToSend: number, targets: number }
+  | { type: 'progress', bytesDone: number, bytesTotal: number }
+  | { type: 'target-done', target: TargetReport }
+  | { type: 'warning', message: string }

@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto'
+import { isAbsolute } from 'node:path'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import { TargetLink } from '../../protocols/control/target-link.js'
+import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
+import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
+import { scanTree } from '../manifest/scan.js'
+import { classify } from '../plan/classify.js'
+import { planTree } from '../plan/tree.js'
+import type { SyncEvent, SyncReport, TargetReport } from './report.js'
+import { sendClass } from './source-sender.js'
+
+export interface SyncTask {
+  src: string
+  dst: string
+  targets: string[]
+  delete: boolean
+  compress: boolean
+  dryRun: boolean
+  /** children per node in a class tree; 1 = chain */
+  fanout?: number
+  frameBytes?: number
+  stallMs?: number
+}
+
+export class TaskError extends Error {
+  override name = 'TaskError'
+}
+
+export const DEFAULT_FANOUT = 1
+
+/** A target string: a multiaddr (ending in /p2p/<id> when known) or a bare PeerId the node can resolve. */
+export function parseTarget (t: string): { dial: PeerId | Multiaddr, peer?: string } {
+  if (t.startsWith('/')) {
+    const ma = multiaddr(t)
+    const id = ma.getComponents().findLast(c => c.name === 'p2p')?.value
+    return { dial: ma, peer: id }
+  }
+  const id = peerIdFromString(t)
+  return { dial: id, peer: id.toString() }
+}
+
+/**
+ * Run one sync with this node as the source: scan, layer-1 sessions with every target,
+ * classes, one relay tree per class, results. Never throws for a target's failure: each
+ * target ends ok, unchanged or failed; TaskError is for a task that cannot run at all.
+ */
+export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEvent) => void = () => {}): Promise<SyncReport> {
+  const started = Date.now()
+  if (!isAbsolute(task.src) || !isAbsolute(task.dst)) throw new TaskError('--src and --dst must be absolute paths')
+  if (task.targets.length === 0) throw new TaskError('no targets given')
+  const stallMs = task.stallMs ?? DEFAULT_STALL_TIMEOUT_MS
+  const fanout = task.fanout ?? DEFAULT_FANOUT
+  const frameBytes = Math.min(MAX_FRAME_BYTES / 4, Math.max(MIN_FRAME_BYTES, task.frameBytes ?? DEFAULT_FRAME_BYTES))
+  const session = randomBytes(16).toString('hex')
+  const self = node.peerId.toString()
+
+  let manifest
+  try {
+    manifest = await scanTree(task.src, { hash: true, onWarning: (message) => { onEvent({ type: 'warning', message }) } })
+  } catch (err) {
+    throw new TaskError(`cannot read source ${task.src}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
+
+  interface T { given: string, report: TargetReport, link?: TargetLink, files?: number[], bytes?: number }
+  const seen = new Set<string>()
+  const targets: T[] = task.targets.map((given) => {
+    const report: TargetReport = { peer: given, address: given, status: 'failed', files: 0, bytes: 0, created: 0, deleted: 0, updated: 0 }
+    return { given, report }
+  })
+  const fail = (t: T, err: unknown): void => {
+    if (t.report.error != null) return
+    t.report.status = 'failed'
+    t.report.error = err instanceof Error ? err.message : String(err)
+    t.link?.abort(new Error(t.report.error))
+  }
+
+  // layer 1: manifest to every target, needs back
+  await Promise.all(targets.map(async (t) => {
+    try {
+      const { dial, peer } = parseTarget(t.given)
+      if (peer != null) t.report.peer = peer
+      if (peer === self) throw new TaskError('target is the source itself')
+      if (peer != null && seen.has(peer)) throw new TaskError('target listed twice')
+      if (peer != null) seen.add(peer)
+      t.link = await TargetLink.open(node, dial, stallMs)
+      t.report.peer = t.link.peer
+      t.report.muxer = t.link.muxer
+      await t.link.sendManifest({ session, dst: task.dst, delete: task.delete, dryRun: task.dryRun, compress: task.compress }, manifest)
+      const needs = await t.link.needs()
+      t.files = needs.files
+      t.bytes = needs.bytes
+      Object.assign(t.report, needs.changes)
+      for (const i of needs.files) {
+        if (!Number.isInteger(i) || i < 0 || i >= manifest.entries.length || manifest.entries[i].type !== 'file') throw new TaskError('target asked for an entry that is not a file of the manifest')
+      }
+    } catch (err) {
+      fail(t, err)
+    }
+  }))
+
+  const live = targets.filter(t => t.link != null && t.report.error == null)
+  const classes = task.dryRun ? [] : classify(live.map(t => ({ target: t, files: t.files! })))
+  const bytesTotal = classes.reduce((n, c) => n + c.members.length * c.files.reduce((m, i) => m + manifest.entries[i].size, 0), 0)
+  onEvent({ type: 'planned', classes: classes.length, bytesToSend: bytesTotal, targets: live.length })
+
+  // plans: every live target learns its parent and children (or that it gets no data)
+  const classOf = new Map<T, number>()
+  classes.forEach((c, k) => { for (const m of c.members) classOf.set(m, k) })
+  const trees = classes.map(c => planTree<T | 'source'>('source', c.members, fanout))
+  const childInfo = (n: T | 'source', k: number): Array<{ peer: string, addrs: string[] }> =>
+    (trees[k].children.get(n) ?? []).map(c => {
+      const t = c as T
+      return { peer: t.link!.peer, addrs: t.link!.remoteAddr !== '' ? [`${t.link!.remoteAddr.replace(/\/p2p\/[^/]+$/, '')}/p2p/${t.link!.peer}`] : [] }
+    })
+  await Promise.all(live.map(async (t) => {
+    try {
+      const k = classOf.get(t)
+      if (k == null) { await t.link!.sendPlan(null); return }
+      const p = trees[k].parent.get(t)!
+      await t.link!.sendPlan({ classId: k, parent: p === 'source' ? self : (p as T).link!.peer, children: childInfo(t, k), frameBytes })
+    } catch (err) {
+      fail(t, err)
+    }
+  }))
+
+  // progress for displays
+  const progress = setInterval(() => {
+    onEvent({ type: 'progress', bytesDone: live.reduce((n, t) => n + (t.link?.progress.bytes ?? 0), 0), bytesTotal })
+  }, 500)
+
+  // layer 2 (every class at once) while layer 1 waits for every result
+  const sending = classes.map(async (c, k) => {
+    await sendClass(node, task.src, manifest.entries, c.files, childInfo('source', k), {
+      session, classId: k, frameBytes, compress: task.compress, stallMs,
+      onChildFailed: (peer, error) => { onEvent({ type: 'warning', message: `relay to ${peer}: ${error}` }) }
+    }).catch((err) => { onEvent({ type: 'warning', message: `class ${k}: ${(err as Error).message}` }) })
+  })
+  await Promise.all([...sending, ...live.map(async (t) => {
+    try {
+      const r = await t.link!.result()
+      t.report.status = r.status
+      if (r.error != null) t.report.error = r.error
+      t.report.files = r.files
+      t.report.bytes = r.bytes
+      Object.assign(t.report, r.changes)
+    } catch (err) {
+      fail(t, err)
+    }
+    onEvent({ type: 'target-done', target: t.report })
+  })])
+  clearInterval(progress)
+
+  const reports = targets.map(t => t.report)
+  return {
+    ok: reports.every(r => r.status !== 'failed'),
+    session,
+    source: self,
+    src: task.src,
+    dst: task.dst,
+    dryRun: task.dryRun,
+    targets: reports,
+    totals: { files: reports.reduce((n, r) => n + r.files, 0), bytes: reports.reduce((n, r) => n + r.bytes, 0), seconds: (Date.now() - started) / 1000 }
+  }
+}
