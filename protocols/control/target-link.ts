@@ -44,8 +44,14 @@ export class TargetLink {
 
   static async open (node: Libp2p, target: PeerId | Multiaddr | Multiaddr[], stallMs: number): Promise<TargetLink> {
     const signal = AbortSignal.timeout(DIAL_TIMEOUT_MS)
-    const conn = await node.dial(target, { signal })
-    const stream = await conn.newStream(CONTROL_PROTOCOL, { signal })
+    let conn, stream
+    try {
+      conn = await node.dial(target, { signal })
+      stream = await conn.newStream(CONTROL_PROTOCOL, { signal })
+    } catch (err) {
+      if (signal.aborted || (err as Error).name === 'TimeoutError') throw new TargetStalledError(`could not connect within ${DIAL_TIMEOUT_MS / 1000} s`)
+      throw err
+    }
     return new TargetLink(conn.remotePeer.toString(), conn.remoteAddr.toString(), conn.multiplexer, new FramedStream(stream, { maxFrameBytes: MAX_CONTROL_FRAME }), stallMs)
   }
 
