@@ -29,7 +29,8 @@ export function buildTask (a: SyncArgs): SyncTask {
   if (!isAbsolute(String(a.dst))) throw new UsageError('--dst must be an absolute path (it names a directory on every target)')
   const targets = String(a.targets).split(',').map(s => s.trim()).filter(s => s !== '')
   if (targets.length === 0) throw new UsageError('no targets in -t')
-  if (a.fanout != null && (!Number.isInteger(a.fanout) || a.fanout < 1)) throw new UsageError('--fanout must be a positive integer')
+  if (a.fanout != null && (!Number.isInteger(a.fanout) || a.fanout < 1 || a.fanout > 64)) throw new UsageError('--fanout must be an integer from 1 to 64')
+  if (a.stallTimeout != null && !(a.stallTimeout >= 1 && a.stallTimeout <= 3600)) throw new UsageError('--stall-timeout must be 1 to 3600 seconds')
   return {
     src: resolve(String(a.src)),
     dst: String(a.dst),

@@ -1,12 +1,14 @@
 export const CONTROL_PROTOCOL = '/gosync/control/1'
 export const PROTOCOL_VERSION = 1
 
-/** One control frame: a batch of entries or a needs list of a huge tree stays well below. */
-export const MAX_CONTROL_FRAME = 8 * 1024 * 1024
+/** One control frame: an entries batch is ~0.5 MiB; a needs list of MAX_ENTRIES indices stays below (≤ 8 bytes each). */
+export const MAX_CONTROL_FRAME = 16 * 1024 * 1024
 /** Entries per 'entries' message: keeps frames around 200–400 KiB. */
 export const ENTRIES_PER_BATCH = 2000
 /** Largest tree a target accepts (entries); bounds its memory. */
-export const MAX_ENTRIES = 5_000_000
+export const MAX_ENTRIES = 1_000_000
+/** The source waits for every target's needs before it plans; it fails stalled targets itself. */
+export const PLAN_TIMEOUT_MS = 30 * 60_000
 /** A target sends a heartbeat this often while it works, so the source can tell stalled from busy. */
 export const HEARTBEAT_MS = 2000
 /** Dialing a target and opening the stream. */

@@ -7,7 +7,7 @@ import { checkManifestShape } from '../../src/manifest/validate.js'
 import type { Entry } from '../../src/manifest/types.js'
 import { TargetSession } from '../../src/sync/target-session.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
-import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PROTOCOL_VERSION } from './consts.js'
+import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION } from './consts.js'
 import { EntriesMsg, ManifestEndMsg, OpenMsg, PlanMsg, toEntry, toRoot } from './messages.js'
 
 export interface TargetHandlerOptions {
@@ -85,7 +85,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const needs = await session.prepare()
     await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, changes: session.counts })
     // the plan may take a while: the source waits for every target's needs first
-    const plan = await expectJson(fs, PlanMsg, AbortSignal.timeout(opts.stallMs * 4))
+    const plan = await expectJson(fs, PlanMsg, AbortSignal.timeout(PLAN_TIMEOUT_MS))
     if (plan.relay != null && (open.dryRun || needs.files.length === 0)) throw new ControlRefusal('bad-plan', 'relay assigned to a target that needs no data')
     if (plan.relay == null && needs.files.length > 0 && !open.dryRun) throw new ControlRefusal('bad-plan', 'no relay assigned but files are needed')
     session.setRelay(plan.relay)

@@ -1,5 +1,5 @@
 export const RELAY_PROTOCOL = '/gosync/relay/1'
-/** Payload of one DATA frame. ≥ 64 KiB keeps per-frame cost (noise, muxer, syscalls) small; see docs/PERFORMANCE.md. */
+/** Payload of one DATA frame. ≥ 64 KiB keeps per-frame cost (noise, muxer, syscalls) small. */
 export const DEFAULT_FRAME_BYTES = 256 * 1024
 export const MIN_FRAME_BYTES = 16 * 1024
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024

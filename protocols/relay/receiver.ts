@@ -31,6 +31,8 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     }
   })).then(links => links.filter((l): l is ChildLink => l != null))
   let links: ChildLink[] = []
+  const finished = Promise.withResolvers<void>()
+  session.attachReceiver((err) => { fs.abort(err) }, finished.promise)
   try {
     links = await childrenReady
     for (;;) {
@@ -70,5 +72,6 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       const r = await l.finish()
       if (!r.ok) session.onChildFailed?.(l.peer, r.error ?? 'failed')
     }))
+    finished.resolve()
   }
 }

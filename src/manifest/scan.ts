@@ -1,4 +1,4 @@
-import { lstat, readdir, readlink } from 'node:fs/promises'
+import { lstat, readdir, readlink, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { comparePaths } from './paths.js'
 import { manifestDigest } from './digest.js'
@@ -40,7 +40,8 @@ function rootMeta (st: BigIntStats): RootMeta {
  * directory is never touched, so concurrent scans are independent.
  */
 export async function scanTree (root: string, opts: ScanOptions): Promise<Manifest> {
-  const rootSt = await lstat(root, { bigint: true })
+  // the root itself may be a symlink to a directory (as with rsync SRC/); nothing below it is followed
+  const rootSt = await stat(root, { bigint: true })
   if (!rootSt.isDirectory()) throw new NotADirectoryError(`${root} is not a directory`)
   const entries: Entry[] = []
   const warn = opts.onWarning ?? (() => {})
@@ -57,6 +58,10 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
     }
     for (const name of names) {
       if (isTempName(name)) continue
+      if (name.includes('\uFFFD')) {
+        warn(`skipping a name under ${rel === '' ? '.' : rel} that is not valid UTF-8`)
+        continue
+      }
       const path = rel === '' ? name : `${rel}/${name}`
       let st: BigIntStats
       try {

@@ -2,7 +2,7 @@
  * The relay tree of one class, rooted at the source. Members are laid out breadth-first
  * in a complete d-ary tree: node k of [root, ...members] hangs under node ⌊(k-1)/d⌋, so with
  * fanout 1 the tree is a chain source → m0 → m1 → …, which uses every uplink once and
- * comes closest to the S/B bound on equal links (docs/PERFORMANCE.md).
+ * comes closest to the S/B bound on equal links.
  */
 export interface RelayTree<T> {
   root: T

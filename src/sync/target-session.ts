@@ -1,4 +1,4 @@
-import { lstat } from 'node:fs/promises'
+import { chmod, lstat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { diffTrees, isNoop, resolveVerified, type TargetChanges } from '../diff/diff.js'
 import { applyStructure, finalizeDirectories, prepareRoot } from '../fs/apply.js'
@@ -86,9 +86,25 @@ export class TargetSession {
       else created++
     }
     this.counts = { created, deleted: changes.remove.length, updated }
-    if (!this.init.dryRun) await applyStructure(this.dst, manifest.entries, changes)
+    if (!this.init.dryRun) {
+      await applyStructure(this.dst, manifest.entries, changes)
+      if (!isRoot) await this.makeDirsWritable(local)
+    }
     const bytes = changes.fetch.reduce((n, i) => n + manifest.entries[i].size, 0)
     return { files: changes.fetch, bytes }
+  }
+
+  /** Existing directories we must write into but may not (e.g. 0555): owner rwx until finalizeDirectories. */
+  private async makeDirsWritable (local: readonly Entry[]): Promise<void> {
+    const wanted = new Set(this.init.manifest.entries.filter(e => e.type === 'dir').map(e => e.path))
+    const removed = this.changes!.remove
+    for (const d of local) {
+      if (d.type !== 'dir' || (d.mode & 0o700) === 0o700 || !wanted.has(d.path)) continue
+      if (removed.some(r => d.path === r || d.path.startsWith(r + '/'))) continue
+      await chmod(await this.dst.resolve(d.path), d.mode | 0o700)
+    }
+    const rootSt = await lstat(this.init.dst)
+    if ((rootSt.mode & 0o700) !== 0o700) await chmod(this.init.dst, (rootSt.mode & 0o7777) | 0o700)
   }
 
   setRelay (relay: RelayAssignment | null): void {
@@ -115,6 +131,10 @@ export class TargetSession {
   relayFinished (result: SinkResult): void { this.relayDone?.resolve(result) }
   relayFailed (err: Error): void { this.relayDone?.reject(err) }
 
+  private receiver?: { abort: (err: Error) => void, done: Promise<void> }
+  /** The relay receiver registers itself so a session that gives up can stop it before finalizing. */
+  attachReceiver (abort: (err: Error) => void, done: Promise<void>): void { this.receiver = { abort, done } }
+
   /**
    * Wait for the data (if any), then finalize directories. `stallMs`: how long to wait
    * for the parent's stream to arrive and for progress while it runs.
@@ -137,6 +157,9 @@ export class TargetSession {
         failures.push(...r.failures)
       } catch (err) {
         failures.push((err as Error).message)
+        // make sure nothing is still being written while directories are finalized
+        this.receiver?.abort(err as Error)
+        await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 10_000))])
       } finally {
         clearInterval(timer)
       }
