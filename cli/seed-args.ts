@@ -14,8 +14,8 @@ export function translateSeedArgs (argv: readonly string[]): string[] {
     const m = /^-([a-z]+)=(.*)$/s.exec(arg)
     if (m == null) { out.push(arg); continue }
     const [, name, value] = m
-    if (VALUE_FLAGS[name] != null) { out.push(`${VALUE_FLAGS[name]}=${value}`); continue }
-    if (BOOL_FLAGS[name] != null || name === 'o') {
+    if (Object.hasOwn(VALUE_FLAGS, name)) { out.push(`${VALUE_FLAGS[name]}=${value}`); continue }
+    if (Object.hasOwn(BOOL_FLAGS, name) || name === 'o') {
       const v = value.toLowerCase()
       if (v !== 'true' && v !== 'false') throw new UsageError(`-${name} takes true or false, got ${JSON.stringify(value)}`)
       if (name === 'o') {

@@ -3,6 +3,7 @@ import { chmod, lchown, lstat, lutimes, mkdir, rename, rm, stat, symlink, utimes
 import { dirname } from 'node:path'
 import { sameMtime, type TargetChanges } from '../diff/diff.js'
 import type { Entry, Manifest } from '../manifest/types.js'
+import { splitNs, utimesValue } from '../manifest/time.js'
 import { tempNameIn } from './atomic-writer.js'
 import type { DestinationRoot } from './safe-path.js'
 
@@ -11,9 +12,7 @@ const isRoot = process.getuid?.() === 0
 /** Directories are created writable for us; their real mode is set in finalizeDirectories. */
 const DIR_CREATE_MODE = 0o700
 
-function seconds (e: Pick<Entry, 'mtime' | 'mtimeNsec'>): number {
-  return e.mtime + e.mtimeNsec / 1e9
-}
+const seconds = utimesValue
 
 /**
  * Ensure the destination root exists as a directory (created with parents if missing).
@@ -113,7 +112,7 @@ export async function finalizeDirectories (dst: DestinationRoot, manifest: Manif
     const abs = k >= 0 ? await dst.resolve(dirs[k].path) : dst.root
     const st = await lstat(abs, { bigint: true })
     if (!st.isDirectory()) continue
-    const cur = { mtime: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) }
+    const cur = splitNs(st.mtimeNs)
     let touched = false
     if (isRoot && e.uid != null && e.gid != null && (Number(st.uid) !== e.uid || Number(st.gid) !== e.gid)) {
       await lchown(abs, e.uid, e.gid)

@@ -3,6 +3,7 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { TEMP_PREFIX } from '../manifest/scan.js'
 import type { Entry } from '../manifest/types.js'
+import { utimesValue } from '../manifest/time.js'
 
 export class HashMismatchError extends Error {
   override name = 'HashMismatchError'
@@ -63,7 +64,7 @@ export class AtomicFileWriter {
       // chown before chmod: chown clears setuid/setgid bits
       if (isRoot && this.entry.uid != null && this.entry.gid != null) await fh.chown(this.entry.uid, this.entry.gid)
       await fh.chmod(this.entry.mode)
-      await fh.utimes(new Date(), this.entry.mtime + this.entry.mtimeNsec / 1e9)
+      await fh.utimes(new Date(), utimesValue(this.entry))
       await fh.close()
       this.fh = undefined
       await rename(this.tempPath, this.finalPath)

@@ -4,6 +4,7 @@ import { comparePaths } from './paths.js'
 import { manifestDigest } from './digest.js'
 import { hashFile, type HashCache } from './hash.js'
 import type { Entry, Manifest, RootMeta } from './types.js'
+import { splitNs, type SplitTime } from './time.js'
 import type { BigIntStats } from 'node:fs'
 
 /** Our own temp files (atomic writer) are invisible to scans on both ends. */
@@ -27,8 +28,8 @@ export class NotADirectoryError extends Error {
   override name = 'NotADirectoryError'
 }
 
-function timeOf (st: BigIntStats): { mtime: number, mtimeNsec: number } {
-  return { mtime: Number(st.mtimeNs / 1_000_000_000n), mtimeNsec: Number(st.mtimeNs % 1_000_000_000n) }
+function timeOf (st: BigIntStats): SplitTime {
+  return splitNs(st.mtimeNs)
 }
 
 function rootMeta (st: BigIntStats): RootMeta {

@@ -1,0 +1,367 @@
+import { test, describe, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import * as fsp from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AtomicFileWriter, HashMismatchError, tempNameIn } from '../../src/fs/atomic-writer.js'
+import { FileSink, SequenceError } from '../../src/sync/file-sink.js'
+import { DestinationRoot, UnsafePathError } from '../../src/fs/safe-path.js'
+import { InvalidPathError } from '../../src/manifest/paths.js'
+import { TEMP_PREFIX } from '../../src/manifest/scan.js'
+import type { Entry } from '../../src/manifest/types.js'
+
+const enc = new TextEncoder()
+const sha = (s: string | Uint8Array): string => createHash('sha256').update(s).digest('hex')
+const T = 1_234_567_890
+const NSEC = 123_456_789
+
+function fileEntry (path: string, content: string, o: Partial<Entry> = {}): Entry {
+  return { path, type: 'file', mode: 0o640, mtime: T, mtimeNsec: NSEC, size: Buffer.byteLength(content), hash: sha(content), ...o }
+}
+
+let base: string
+let n = 0
+before(async () => { base = await fsp.mkdtemp(join(tmpdir(), 'gosync-writer-')) })
+after(async () => { await fsp.rm(base, { recursive: true, force: true }) })
+async function freshDir (): Promise<string> {
+  const d = join(base, `d${n++}`)
+  await fsp.mkdir(d)
+  return d
+}
+
+/** All names below `dir`, recursively, as relative paths. */
+async function listAll (dir: string): Promise<string[]> {
+  return (await fsp.readdir(dir, { recursive: true })).map(String).sort()
+}
+async function tempLeftovers (dir: string): Promise<string[]> {
+  return (await listAll(dir)).filter(p => p.split('/').some(s => s.startsWith(TEMP_PREFIX)))
+}
+async function exists (p: string): Promise<boolean> {
+  return await fsp.lstat(p).then(() => true, () => false)
+}
+function assertMtime (st: { mtimeNs: bigint }, mtime: number, nsec: number): void {
+  const want = BigInt(mtime) * 1_000_000_000n + BigInt(nsec)
+  const diff = st.mtimeNs - want
+  assert.ok(diff > -2000n && diff < 2000n, `mtime ${st.mtimeNs} differs from ${want} by ${diff} ns`)
+}
+
+describe('AtomicFileWriter', () => {
+  test('the file appears only after commit, with the manifest\'s mode and mtime', async () => {
+    const dir = await freshDir()
+    const final = join(dir, 'f.txt')
+    const content = 'hello atomic world'
+    const w = await AtomicFileWriter.create(final, fileEntry('f.txt', content))
+    assert.ok(w.tempPath.startsWith(join(dir, TEMP_PREFIX)))
+    await w.write(enc.encode(content.slice(0, 5)))
+    assert.equal(w.complete, false)
+    await w.write(enc.encode(content.slice(5)))
+    assert.equal(w.bytesWritten, content.length)
+    assert.equal(w.complete, true)
+    assert.equal(await exists(final), false, 'nothing at the final path before commit')
+    assert.equal((await tempLeftovers(dir)).length, 1)
+    await w.commit()
+    assert.equal(await fsp.readFile(final, 'utf8'), content)
+    const st = await fsp.stat(final, { bigint: true })
+    assert.equal(Number(st.mode) & 0o7777, 0o640)
+    assertMtime(st, T, NSEC)
+    assert.deepEqual(await listAll(dir), ['f.txt'])
+  })
+
+  test('commit replaces an existing file atomically and keeps special mode bits', async () => {
+    const dir = await freshDir()
+    const final = join(dir, 'f')
+    await fsp.writeFile(final, 'old content that is longer')
+    const w = await AtomicFileWriter.create(final, fileEntry('f', 'new', { mode: 0o2755 }))
+    await w.write(enc.encode('new'))
+    assert.equal(await fsp.readFile(final, 'utf8'), 'old content that is longer')
+    await w.commit()
+    assert.equal(await fsp.readFile(final, 'utf8'), 'new')
+    assert.equal((await fsp.stat(final)).mode & 0o7777, 0o2755)
+  })
+
+  test('an empty file', async () => {
+    const dir = await freshDir()
+    const w = await AtomicFileWriter.create(join(dir, 'e'), fileEntry('e', '', { mode: 0o600 }))
+    await w.commit()
+    assert.equal((await fsp.stat(join(dir, 'e'))).size, 0)
+    assert.deepEqual(await listAll(dir), ['e'])
+  })
+
+  test('a wrong hash leaves no file and no temp file', async () => {
+    const dir = await freshDir()
+    const final = join(dir, 'f')
+    const w = await AtomicFileWriter.create(final, fileEntry('f', 'expected'))
+    await w.write(enc.encode('EXPECTED'))
+    await assert.rejects(w.commit(), HashMismatchError)
+    assert.equal(await exists(final), false)
+    assert.deepEqual(await listAll(dir), [])
+  })
+
+  test('a wrong hash leaves an existing file untouched', async () => {
+    const dir = await freshDir()
+    const final = join(dir, 'f')
+    await fsp.writeFile(final, 'previous')
+    const w = await AtomicFileWriter.create(final, fileEntry('f', 'expected'))
+    await w.write(enc.encode('EXPECTED'))
+    await assert.rejects(w.commit(), HashMismatchError)
+    assert.equal(await fsp.readFile(final, 'utf8'), 'previous')
+    assert.deepEqual(await listAll(dir), ['f'])
+  })
+
+  test('too few bytes fail the commit; too many fail the write', async () => {
+    const dir = await freshDir()
+    const short = await AtomicFileWriter.create(join(dir, 's'), fileEntry('s', 'abcdef'))
+    await short.write(enc.encode('abc'))
+    await assert.rejects(short.commit(), HashMismatchError)
+    const long = await AtomicFileWriter.create(join(dir, 'l'), fileEntry('l', 'abc'))
+    await long.write(enc.encode('ab'))
+    await assert.rejects(long.write(enc.encode('cd')), HashMismatchError)
+    assert.equal(long.bytesWritten, 2)
+    await long.abort()
+    assert.deepEqual(await listAll(dir), [])
+  })
+
+  test('abort removes the temp file', async () => {
+    const dir = await freshDir()
+    const w = await AtomicFileWriter.create(join(dir, 'f'), fileEntry('f', 'abc'))
+    await w.write(enc.encode('ab'))
+    await w.abort()
+    await w.abort() // idempotent
+    assert.deepEqual(await listAll(dir), [])
+  })
+
+  test('temp names are unique and hidden from scans', async () => {
+    const a = tempNameIn('/x')
+    const b = tempNameIn('/x')
+    assert.notEqual(a, b)
+    assert.ok(a.startsWith('/x/' + TEMP_PREFIX))
+  })
+
+  // Node's utimes() replaces any negative number of seconds with the current time, so a
+  // manifest mtime before 1970 (valid per checkManifestShape) is silently not applied.
+  test('a pre-1970 mtime is applied', async () => {
+    const dir = await freshDir()
+    const final = join(dir, 'old')
+    const w = await AtomicFileWriter.create(final, fileEntry('old', 'x', { mtime: -2, mtimeNsec: 500_000_000 }))
+    await w.write(enc.encode('x'))
+    await w.commit()
+    assertMtime(await fsp.stat(final, { bigint: true }), -2, 500_000_000)
+  })
+})
+
+describe('DestinationRoot', () => {
+  let dst: string
+  let outside: string
+  before(async () => {
+    dst = await freshDir()
+    outside = await freshDir()
+    await fsp.mkdir(join(dst, 'real/sub'), { recursive: true })
+    await fsp.writeFile(join(dst, 'file'), 'x')
+    await fsp.symlink(outside, join(dst, 'evil'))
+    await fsp.symlink(outside, join(dst, 'real/evil'))
+    await fsp.symlink('real', join(dst, 'relative-link'))
+  })
+
+  test('resolves paths below real directories', async () => {
+    const r = new DestinationRoot(dst)
+    assert.equal(await r.resolve('top'), join(dst, 'top'))
+    assert.equal(await r.resolve('real/x'), join(dst, 'real/x'))
+    assert.equal(await r.resolve('real/sub/x'), join(dst, 'real/sub/x'))
+    // the last segment is not checked: callers never follow it
+    assert.equal(await r.resolve('evil'), join(dst, 'evil'))
+  })
+
+  test('refuses a path whose parent is a symlink to outside', async () => {
+    const r = new DestinationRoot(dst)
+    await assert.rejects(r.resolve('evil/x'), UnsafePathError)
+    await assert.rejects(r.resolve('evil/a/b'), UnsafePathError)
+    await assert.rejects(r.resolve('real/evil/x'), UnsafePathError)
+    await assert.rejects(r.resolve('relative-link/x'), UnsafePathError, 'even a symlink that stays inside')
+  })
+
+  test('refuses a path whose parent is a file or missing', async () => {
+    const r = new DestinationRoot(dst)
+    await assert.rejects(r.resolve('file/x'), UnsafePathError)
+    await assert.rejects(r.resolve('missing/x'), /missing/)
+    await assert.rejects(r.resolve('real/missing/x'), UnsafePathError)
+  })
+
+  test('invalid relative paths are refused before touching the disk', async () => {
+    const r = new DestinationRoot(dst)
+    for (const p of ['../x', '/etc/passwd', 'real/../../x', 'a//b', '', 'real/']) {
+      await assert.rejects(r.resolve(p), InvalidPathError, p)
+    }
+  })
+
+  test('checked directories are remembered until forget()', async () => {
+    const d = await freshDir()
+    await fsp.mkdir(join(d, 'a/b'), { recursive: true })
+    const r = new DestinationRoot(d)
+    await r.resolve('a/b/x')
+    // replace a/b with a symlink behind the resolver's back
+    await fsp.rm(join(d, 'a/b'), { recursive: true })
+    await fsp.symlink(outside, join(d, 'a/b'))
+    assert.equal(await r.resolve('a/b/x'), join(d, 'a/b/x'), 'cached for the session')
+    r.forget('a')
+    await assert.rejects(r.resolve('a/b/x'), UnsafePathError)
+    assert.deepEqual(await listAll(outside), [])
+  })
+})
+
+describe('FileSink', () => {
+  const contents = ['', 'first file', '', 'third, in d', 'fourth']
+  // index 0 is the dir 'd'; files 1..4
+  const entries: Entry[] = [
+    { path: 'd', type: 'dir', mode: 0o755, mtime: T, mtimeNsec: 0, size: 0 },
+    fileEntry('a', contents[1], { mode: 0o600 }),
+    fileEntry('b-empty', ''),
+    fileEntry('d/c', contents[3], { mode: 0o755, mtime: T + 1, mtimeNsec: 0 }),
+    fileEntry('e', contents[4])
+  ]
+
+  async function sinkIn (files = [1, 2, 3, 4], es = entries): Promise<{ dir: string, sink: FileSink }> {
+    const dir = await freshDir()
+    await fsp.mkdir(join(dir, 'd'))
+    return { dir, sink: new FileSink(new DestinationRoot(dir), es, files) }
+  }
+
+  test('stores every file of the class in order', async () => {
+    const { dir, sink } = await sinkIn()
+    await sink.begin(1, 0)
+    await sink.data(enc.encode('first '))
+    assert.equal(await exists(join(dir, 'a')), false)
+    await sink.data(enc.encode('file'))
+    assert.equal(await fsp.readFile(join(dir, 'a'), 'utf8'), 'first file')
+    await sink.begin(2, 0) // empty: complete at once
+    await sink.begin(3, 0)
+    await sink.data(enc.encode(contents[3]))
+    await sink.begin(4, 0)
+    await sink.data(enc.encode(contents[4]))
+    const r = await sink.end()
+    assert.deepEqual(r, { files: 4, bytes: 10 + 11 + 6, failures: [] })
+    assert.equal(sink.filesDone, 4)
+    assert.equal(sink.bytesDone, 27)
+    assert.deepEqual(await listAll(dir), ['a', 'b-empty', 'd', 'd/c', 'e'])
+    assert.equal((await fsp.stat(join(dir, 'a'))).mode & 0o7777, 0o600)
+    assert.equal((await fsp.stat(join(dir, 'd/c'))).mode & 0o7777, 0o755)
+    assertMtime(await fsp.stat(join(dir, 'd/c'), { bigint: true }), T + 1, 0)
+    assertMtime(await fsp.stat(join(dir, 'a'), { bigint: true }), T, NSEC)
+    assert.equal(await fsp.readFile(join(dir, 'd/c'), 'utf8'), contents[3])
+  })
+
+  test('a wrong hash costs that file only: no file, no temp leftovers', async () => {
+    const bad = [...entries]
+    bad[1] = { ...entries[1], hash: sha('something else') }
+    const { dir, sink } = await sinkIn([1, 4], bad)
+    await sink.begin(1, 0)
+    await sink.data(enc.encode(contents[1]))
+    await sink.begin(4, 0)
+    await sink.data(enc.encode(contents[4]))
+    const r = await sink.end()
+    assert.equal(r.files, 1)
+    assert.equal(r.failures.length, 1)
+    assert.match(r.failures[0], /^a: .*SHA-256/)
+    assert.equal(await exists(join(dir, 'a')), false)
+    assert.deepEqual(await tempLeftovers(dir), [])
+    assert.deepEqual(await listAll(dir), ['d', 'e'])
+  })
+
+  test('BEGIN of an unexpected index is a SequenceError', async () => {
+    const { sink } = await sinkIn()
+    await assert.rejects(sink.begin(3, 0), SequenceError)
+    await assert.rejects(sink.begin(0, 0), SequenceError)
+    await assert.rejects(sink.begin(99, 0), SequenceError)
+  })
+
+  test('BEGIN at a non-zero offset is a SequenceError', async () => {
+    const { sink } = await sinkIn()
+    await assert.rejects(sink.begin(1, 5), SequenceError)
+  })
+
+  test('BEGIN while a file is open is a SequenceError', async () => {
+    const { dir, sink } = await sinkIn()
+    await sink.begin(1, 0)
+    await sink.data(enc.encode('first'))
+    await assert.rejects(sink.begin(2, 0), SequenceError)
+    await sink.abort()
+    assert.deepEqual(await tempLeftovers(dir), [])
+  })
+
+  test('BEGIN after the last file is a SequenceError', async () => {
+    const { sink } = await sinkIn([2])
+    await sink.begin(2, 0)
+    await assert.rejects(sink.begin(2, 0), SequenceError)
+    await assert.rejects(sink.begin(3, 0), SequenceError)
+  })
+
+  test('DATA past the size is a SequenceError, and abort cleans up', async () => {
+    const { dir, sink } = await sinkIn()
+    await sink.begin(1, 0)
+    await sink.data(enc.encode('first'))
+    await assert.rejects(sink.data(enc.encode(' file and more')), SequenceError)
+    await sink.abort()
+    assert.deepEqual(await tempLeftovers(dir), [])
+    assert.equal(await exists(join(dir, 'a')), false)
+  })
+
+  test('DATA outside a file is a SequenceError', async () => {
+    const { sink } = await sinkIn([2, 1])
+    await assert.rejects(sink.data(enc.encode('x')), SequenceError)
+    await sink.begin(2, 0) // empty file, already complete
+    await assert.rejects(sink.data(enc.encode('x')), SequenceError)
+  })
+
+  test('END early is a SequenceError (mid-file, and with files missing)', async () => {
+    const { dir, sink } = await sinkIn()
+    await assert.rejects(sink.end(), SequenceError)
+    await sink.begin(1, 0)
+    await sink.data(enc.encode('fir'))
+    await assert.rejects(sink.end(), SequenceError)
+    await sink.data(enc.encode('st file'))
+    await assert.rejects(sink.end(), /END after 1 of 4/)
+    await sink.abort()
+    assert.deepEqual(await tempLeftovers(dir), [])
+  })
+
+  test('SKIP records a failure and moves on; SKIP of an open file drops it', async () => {
+    const { dir, sink } = await sinkIn()
+    await sink.skip(1, 'vanished')
+    await assert.rejects(sink.skip(1, 'again'), SequenceError)
+    await sink.begin(2, 0)
+    await sink.begin(3, 0)
+    await sink.data(enc.encode('third'))
+    await assert.rejects(sink.skip(4, 'other'), SequenceError)
+    await sink.skip(3, 'read error')
+    await sink.begin(4, 0)
+    await sink.data(enc.encode(contents[4]))
+    const r = await sink.end()
+    assert.equal(r.files, 2)
+    assert.equal(r.failures.length, 2)
+    assert.match(r.failures[0], /^a: .*vanished/)
+    assert.match(r.failures[1], /^d\/c: .*read error/)
+    assert.deepEqual(await listAll(dir), ['b-empty', 'd', 'e'])
+  })
+
+  test('a file below a symlinked directory is a local failure and nothing is written outside', async () => {
+    const outside = await freshDir()
+    const es: Entry[] = [
+      { path: 'evil', type: 'dir', mode: 0o755, mtime: T, mtimeNsec: 0, size: 0 },
+      fileEntry('evil/x', 'payload'),
+      fileEntry('ok', 'fine')
+    ]
+    const dir = await freshDir()
+    await fsp.symlink(outside, join(dir, 'evil'))
+    const sink = new FileSink(new DestinationRoot(dir), es, [1, 2])
+    await sink.begin(1, 0)
+    await sink.data(enc.encode('payload'))
+    await sink.begin(2, 0)
+    await sink.data(enc.encode('fine'))
+    const r = await sink.end()
+    assert.equal(r.files, 1)
+    assert.equal(r.failures.length, 1)
+    assert.match(r.failures[0], /^evil\/x: /)
+    assert.deepEqual(await listAll(outside), [])
+    assert.equal(await fsp.readFile(join(dir, 'ok'), 'utf8'), 'fine')
+  })
+})
