@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
+  bytesUnder,
   Lab,
   type Daemon,
   diffSnapshots,
@@ -14,6 +15,7 @@ import {
   symlink,
   type SyncRun,
   targetOf,
+  waitFor,
   writeLargeFile,
   writeManyFiles,
   writeTree,
@@ -28,6 +30,7 @@ describe('faults', () => {
   let t1: Daemon;
   let t2: Daemon;
   let dead: Daemon;
+  let victim: Daemon;
   let untrusting: Daemon;
   let sourceId: string;
 
@@ -36,33 +39,37 @@ describe('faults', () => {
     if (!lab.views) return;
     sourceId = await lab.identity('src');
     const someoneElse = await lab.identity('someone-else');
-    [source, t1, t2, dead, untrusting] = await Promise.all([
+    [source, t1, t2, dead, victim, untrusting] = await Promise.all([
       lab.startDaemon({ name: 'src' }),
       lab.startDaemon({ name: 't1', trust: [sourceId] }),
       lab.startDaemon({ name: 't2', trust: [sourceId] }),
       lab.startDaemon({ name: 'dead', trust: [sourceId] }),
+      lab.startDaemon({ name: 'victim', trust: [sourceId] }),
       lab.startDaemon({ name: 'untrusting', trust: [someoneElse] }),
     ]);
     const src = lab.hostPath('src', 'data');
     await writeTree(src, { 'a.txt': 'a\n', 'dir/b.txt': 'b\n', 'dir/link': symlink('../a.txt'), empty: dir() });
     await writeManyFiles(`${src}/many`, { count: 200, seed: 7 });
     await writeLargeFile(`${src}/big.bin`, 8 * 1024 * 1024, { seed: 'faults' });
+    const big = lab.hostPath('src', 'data-big');
+    await writeTree(big, { 'small.txt': 'small\n', 'd/link': symlink('../small.txt') });
+    await writeLargeFile(`${big}/huge.bin`, 160 * 1024 * 1024, { seed: 'midway' });
   }, { timeout: 120_000 });
 
   after(async () => {
     await lab?.cleanup();
   });
 
-  const sync = (targets: string[], dst: string) =>
-    lab.syncJson(['-t', targets.join(','), '--src', lab.common('data'), '--dst', lab.common(dst), '-d'], {
+  const sync = (targets: string[], dst: string, srcName = 'data') =>
+    lab.syncJson(['-t', targets.join(','), '--src', lab.common(srcName), '--dst', lab.common(dst), '-d'], {
       home: source.home,
       timeoutMs: 240_000,
     });
 
-  const assertHealthy = async (r: SyncRun, dst: string) => {
+  const assertHealthy = async (r: SyncRun, dst: string, srcName = 'data') => {
     for (const d of [t1, t2]) {
       assert.equal(targetOf(r.report, d).status, 'ok', `${d.name}\n${ctx(r)}`);
-      assert.equal(await rsyncOracle(lab.hostPath('src', 'data'), lab.hostPath(d.name, dst)), '', `oracle for ${d.name}`);
+      assert.equal(await rsyncOracle(lab.hostPath('src', srcName), lab.hostPath(d.name, dst)), '', `oracle for ${d.name}`);
     }
   };
 
@@ -99,6 +106,26 @@ describe('faults', () => {
     } finally {
       await wedged.close();
     }
+  });
+
+  test('a target killed in the middle of the transfer fails alone; the others still get everything', { timeout: 300_000 }, async (t) => {
+    if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
+    // listed first, so with a chain it is likely the relay the others depend on
+    const running = sync([victim.addr, t1.addr, t2.addr], 'dst-midway', 'data-big');
+    const started = await waitFor(async () => (await bytesUnder(lab.hostPath('victim', 'dst-midway'))) > 0, {
+      timeoutMs: 60_000,
+      intervalMs: 10,
+    });
+    const got = await bytesUnder(lab.hostPath('victim', 'dst-midway'));
+    await victim.kill();
+    t.diagnostic(`victim killed after receiving ${got} bytes`);
+    const r = await running;
+    t.diagnostic(`sync took ${(r.ms / 1000).toFixed(1)} s`);
+    assert.ok(started, `the victim never received data\n${ctx(r)}`);
+    assert.ok(r.ms < BOUND_MS, `finished in ${r.ms} ms\n${ctx(r)}`);
+    assert.equal(r.code, 1, ctx(r));
+    assert.equal(targetOf(r.report, victim).status, 'failed', ctx(r));
+    await assertHealthy(r, 'dst-midway', 'data-big');
   });
 
   test('a target that does not trust the source refuses it and keeps its files', { timeout: 300_000 }, async (t) => {

@@ -15,6 +15,7 @@ import {
   symlink,
   targetOf,
   type TreeSpec,
+  writeManyFiles,
   writeTree,
 } from '../lab/hosts.js';
 
@@ -132,6 +133,25 @@ describe('seed README example', () => {
       assert.equal(tr.files, 0, ctx);
       assert.equal(tr.bytes, 0, ctx);
       assert.equal(await rsyncOracle(lab.hostPath('src', 'testsrc'), lab.hostPath(d.name, 'testdst')), '');
+    }
+  });
+
+  test('two syncs at once from one daemon do not mix their trees', { timeout: 300_000 }, async (t) => {
+    if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
+    // the original changed the process-wide cwd during a walk: concurrent tasks crossed
+    const other: TreeSpec = { 'only-in-other.txt': 'other tree\n', 'd1/f1.txt': 'other d1/f1\n', x: dir() };
+    await writeTree(lab.hostPath('src', 'othersrc'), other);
+    await writeManyFiles(lab.hostPath('src', 'othersrc', 'many'), { count: 300, seed: 5 });
+    const addrs = targets.map((d) => d.addr).join(',');
+    const [r1, r2] = await Promise.all([
+      lab.runCli(['sync', '-t', addrs, '--src', lab.common('testsrc'), '--dst', lab.common('conc1')], { home: source.home }),
+      lab.runCli(['sync', '-t', addrs, '--src', lab.common('othersrc'), '--dst', lab.common('conc2')], { home: source.home }),
+    ]);
+    assert.equal(r1.code, 0, fmt(r1));
+    assert.equal(r2.code, 0, fmt(r2));
+    for (const d of targets) {
+      assert.equal(await rsyncOracle(lab.hostPath('src', 'testsrc'), lab.hostPath(d.name, 'conc1')), '', `conc1 on ${d.name}`);
+      assert.equal(await rsyncOracle(lab.hostPath('src', 'othersrc'), lab.hostPath(d.name, 'conc2')), '', `conc2 on ${d.name}`);
     }
   });
 

@@ -85,6 +85,7 @@ function countFiles(snap: Map<string, NodeInfo>): Counts {
 }
 
 const ctx = (r: SyncRun) => `${JSON.stringify(r.report, null, 2)}\n${fmt(r)}`;
+const took = (r: SyncRun) => `sync took ${(r.ms / 1000).toFixed(1)} s (report: ${r.report.totals.seconds} s)`;
 
 describe('tree semantics: rsync -a --delete to three differently stale targets', () => {
   let lab: Lab;
@@ -206,6 +207,7 @@ describe('tree semantics: rsync -a --delete to three differently stale targets',
     assert.equal(await exists(lab.hostPath('tA', 'dst')), false, 'fixture: tA has no --dst');
 
     const r = await lab.syncJson(syncArgs(), { home: source.home });
+    t.diagnostic(took(r));
     assert.equal(r.code, 0, ctx(r));
     assert.equal(r.report.ok, true, ctx(r));
     assert.equal(r.report.source, source.peerId, ctx(r));
@@ -235,15 +237,16 @@ describe('tree semantics: rsync -a --delete to three differently stale targets',
       [],
       "tC's directory outside --dst (reachable through symlinks it had) is untouched",
     );
-    assert.deepEqual(diffSnapshots(want, await snapshotTree(srcDir), 'exact'), [], 'the source is not modified');
+    assert.deepEqual(diffSnapshots(want, await snapshotTree(srcDir, { hash: false }), 'exact'), [], 'the source is not modified');
   });
 
   test('the same sync again: all unchanged, no file bodies sent', { timeout: 300_000 }, async (t) => {
     if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
     const before = new Map<string, Map<string, NodeInfo>>();
-    for (const d of [tA, tB, tC]) before.set(d.name, await snapshotTree(lab.hostPath(d.name, 'dst')));
+    for (const d of [tA, tB, tC]) before.set(d.name, await snapshotTree(lab.hostPath(d.name, 'dst'), { hash: false }));
 
     const r = await lab.syncJson(syncArgs(), { home: source.home });
+    t.diagnostic(took(r));
     assert.equal(r.code, 0, ctx(r));
     assert.equal(r.report.ok, true, ctx(r));
     assert.equal(r.report.targets.length, 3, ctx(r));
@@ -257,7 +260,7 @@ describe('tree semantics: rsync -a --delete to three differently stale targets',
       );
       const dst = lab.hostPath(d.name, 'dst');
       assert.equal(await rsyncOracle(srcDir, dst), '', `oracle for ${d.name}`);
-      assert.deepEqual(diffSnapshots(before.get(d.name)!, await snapshotTree(dst), 'exact'), [], `${d.name} untouched`);
+      assert.deepEqual(diffSnapshots(before.get(d.name)!, await snapshotTree(dst, { hash: false }), 'exact'), [], `${d.name} untouched`);
     }
   });
 
@@ -269,14 +272,15 @@ describe('tree semantics: rsync -a --delete to three differently stale targets',
     });
     await fsp.rm(path.join(srcDir, 'zero.txt'));
     const before = new Map<string, Map<string, NodeInfo>>();
-    for (const d of [tA, tB, tC]) before.set(d.name, await snapshotTree(lab.hostPath(d.name, 'dst')));
+    for (const d of [tA, tB, tC]) before.set(d.name, await snapshotTree(lab.hostPath(d.name, 'dst'), { hash: false }));
 
     const r = await lab.syncJson(syncArgs('-n'), { home: source.home });
+    t.diagnostic(took(r));
     assert.equal(r.code, 0, ctx(r));
     for (const d of [tA, tB, tC]) {
       assert.notEqual(targetOf(r.report, d).status, 'failed', ctx(r));
       const dst = lab.hostPath(d.name, 'dst');
-      assert.deepEqual(diffSnapshots(before.get(d.name)!, await snapshotTree(dst), 'exact'), [], `${d.name} untouched by -n`);
+      assert.deepEqual(diffSnapshots(before.get(d.name)!, await snapshotTree(dst, { hash: false }), 'exact'), [], `${d.name} untouched by -n`);
       const diff = await rsyncOracle(srcDir, dst);
       for (const rel of ['dry/new.txt', 'modes/private.txt', 'zero.txt']) {
         assert.ok(diff.includes(rel), `the oracle still sees ${rel} differ on ${d.name}:\n${diff}`);

@@ -372,6 +372,7 @@ export class Lab {
     this.viewsReason = viewsReason;
     // A flag the CLI ignored must not make it touch the real user's ~/.gosync.
     this.env = { ...process.env, HOME: path.join(tmp.path, 'user-home') };
+    delete this.env.GOSYNC_HOME;
   }
 
   static async create(name = 'lab'): Promise<Lab> {
@@ -542,16 +543,6 @@ export class Lab {
 
 // ---------------------------------------------------------------------------
 // Network odds and ends
-
-/** A TCP port on 127.0.0.1 that nothing listens on (bound once, then closed). */
-export async function closedPort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 /** A "wedged host": accepts TCP connections on 127.0.0.1 and never answers. */
 export async function silentListener(): Promise<{ port: number; connections(): number; close(): Promise<void> }> {
@@ -758,23 +749,36 @@ export interface NodeInfo {
   /** permission bits (mode & 0o7777) */
   mode: number;
   mtimeNs: bigint;
+  /** any write, chmod, utimes or rename of the entry changes it */
+  ctimeNs: bigint;
   ino: bigint;
   size: bigint;
-  /** files only */
+  /** files only, when hashed */
   sha256?: string;
   /** symlinks only */
   target?: string;
 }
 
-/** relative path ('.' for the root) -> what is there; symlinks are never followed. */
-export async function snapshotTree(root: string): Promise<Map<string, NodeInfo>> {
+/**
+ * relative path ('.' for the root) -> what is there; symlinks are never followed.
+ * `hash: false` skips file contents: enough for 'exact' comparisons (ctime/inode).
+ */
+export async function snapshotTree(root: string, opts: { hash?: boolean } = {}): Promise<Map<string, NodeInfo>> {
   const out = new Map<string, NodeInfo>();
+  const toHash: Array<[string, NodeInfo]> = [];
   const visit = async (rel: string): Promise<void> => {
     const p = rel === '.' ? root : path.join(root, rel);
     const st = await fsp.lstat(p, { bigint: true });
     const type = st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : 'other';
-    const info: NodeInfo = { type, mode: Number(st.mode & 0o7777n), mtimeNs: st.mtimeNs, ino: st.ino, size: st.size };
-    if (type === 'file') info.sha256 = await sha256File(p);
+    const info: NodeInfo = {
+      type,
+      mode: Number(st.mode & 0o7777n),
+      mtimeNs: st.mtimeNs,
+      ctimeNs: st.ctimeNs,
+      ino: st.ino,
+      size: st.size,
+    };
+    if (type === 'file' && opts.hash !== false) toHash.push([p, info]);
     if (type === 'symlink') info.target = await fsp.readlink(p);
     out.set(rel, info);
     if (type === 'dir') {
@@ -783,6 +787,15 @@ export async function snapshotTree(root: string): Promise<Map<string, NodeInfo>>
     }
   };
   await visit('.');
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < toHash.length) {
+        const [p, info] = toHash[next++]!;
+        info.sha256 = await sha256File(p);
+      }
+    }),
+  );
   return out;
 }
 
@@ -801,7 +814,8 @@ export async function sha256File(p: string): Promise<string> {
  * Differences between two snapshots as readable lines ([] when equal).
  * - 'content' (default): what `rsync -a` preserves — type, content, symlink
  *   target, mode (not of symlinks), mtime to the second (as the oracle compares).
- * - 'exact': also nanosecond mtimes and inode numbers ("nothing was touched").
+ * - 'exact': "nothing was touched": also nanosecond mtimes, ctimes and inode
+ *   numbers; contents are compared only where both snapshots hashed them.
  */
 export function diffSnapshots(
   want: Map<string, NodeInfo>,
@@ -820,13 +834,20 @@ export function diffSnapshots(
       out.push(`${rel}: type ${g.type}, want ${w.type}`);
       continue;
     }
-    if (w.type === 'file' && (w.size !== g.size || w.sha256 !== g.sha256)) out.push(`${rel}: content differs (size ${g.size}, want ${w.size})`);
+    if (w.type === 'file') {
+      if (how === 'content' && (w.sha256 === undefined || g.sha256 === undefined)) {
+        throw new Error(`diffSnapshots 'content' needs hashed snapshots (${rel})`);
+      }
+      const hashed = w.sha256 !== undefined && g.sha256 !== undefined;
+      if (w.size !== g.size || (hashed && w.sha256 !== g.sha256)) out.push(`${rel}: content differs (size ${g.size}, want ${w.size})`);
+    }
     if (w.type === 'symlink' && w.target !== g.target) out.push(`${rel}: symlink -> ${g.target}, want -> ${w.target}`);
     if (w.type !== 'symlink' && w.mode !== g.mode) out.push(`${rel}: mode ${g.mode.toString(8)}, want ${w.mode.toString(8)}`);
     if (how === 'exact' ? w.mtimeNs !== g.mtimeNs : sec(w.mtimeNs) !== sec(g.mtimeNs)) {
       out.push(`${rel}: mtime ${g.mtimeNs}ns, want ${w.mtimeNs}ns`);
     }
     if (how === 'exact' && w.ino !== g.ino) out.push(`${rel}: inode ${g.ino}, was ${w.ino}`);
+    if (how === 'exact' && w.ctimeNs !== g.ctimeNs) out.push(`${rel}: ctime ${g.ctimeNs}ns, was ${w.ctimeNs}ns (written, chmod-ed or touched)`);
   }
   for (const [rel, g] of got) if (!want.has(rel)) out.push(`extra ${g.type} ${rel}`);
   return out;
@@ -839,6 +860,33 @@ export async function listTree(root: string): Promise<string[]> {
     .filter(([rel]) => rel !== '.')
     .map(([rel, n]) => (n.type === 'dir' ? `${rel}/` : n.type === 'symlink' ? `${rel} -> ${n.target}` : rel))
     .sort();
+}
+
+/** Polls `check` every `intervalMs` until it returns true; false after `timeoutMs`. */
+export async function waitFor(check: () => Promise<boolean> | boolean, opts: { timeoutMs: number; intervalMs?: number }): Promise<boolean> {
+  const deadline = performance.now() + opts.timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (performance.now() >= deadline) return false;
+    await delay(opts.intervalMs ?? 20);
+  }
+}
+
+/** Bytes in regular files under `root` (0 if it does not exist); symlinks are not followed. */
+export async function bytesUnder(root: string): Promise<number> {
+  let total = 0;
+  let entries;
+  try {
+    entries = await fsp.readdir(root, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    const p = path.join(root, e.name);
+    if (e.isDirectory()) total += await bytesUnder(p);
+    else if (e.isFile()) total += (await fsp.lstat(p).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
 }
 
 /** true if `p` exists (without following a final symlink) */
