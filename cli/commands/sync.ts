@@ -3,7 +3,7 @@ import { connectLocal, requestLocal } from '../../src/daemon/local-api.js'
 import { loadOrCreateKey, resolveHome } from '../../src/identity/identity.js'
 import { createNode } from '../../src/node/create-node.js'
 import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
-import { runSync, TaskError, type SyncTask } from '../../src/sync/run-sync.js'
+import { parseTarget, runSync, TaskError, type SyncTask } from '../../src/sync/run-sync.js'
 import { runRemoteTask } from '../../protocols/task/index.js'
 import { EXIT, UsageError } from '../exit-codes.js'
 import { ProgressLine, renderReport } from '../render.js'
@@ -26,9 +26,16 @@ export function buildTask (a: SyncArgs): SyncTask {
   if (a.targets == null || String(a.targets).trim() === '') throw new UsageError('missing -t/--targets')
   if (a.src == null || a.src === '') throw new UsageError('missing --src')
   if (a.dst == null || a.dst === '') throw new UsageError('missing --dst')
+  if (a.from != null && !isAbsolute(String(a.src))) throw new UsageError('with --from, --src must be an absolute path (it names a directory on that host)')
   if (!isAbsolute(String(a.dst))) throw new UsageError('--dst must be an absolute path (it names a directory on every target)')
   const targets = String(a.targets).split(',').map(s => s.trim()).filter(s => s !== '')
   if (targets.length === 0) throw new UsageError('no targets in -t')
+  for (const t of targets) {
+    try { parseTarget(t) } catch (err) { throw new UsageError((err as Error).message) }
+  }
+  if (a.from != null) {
+    try { parseTarget(a.from) } catch (err) { throw new UsageError(`--from: ${(err as Error).message}`) }
+  }
   if (a.fanout != null && (!Number.isInteger(a.fanout) || a.fanout < 1 || a.fanout > 64)) throw new UsageError('--fanout must be an integer from 1 to 64')
   if (a.stallTimeout != null && !(a.stallTimeout >= 1 && a.stallTimeout <= 3600)) throw new UsageError('--stall-timeout must be 1 to 3600 seconds')
   return {

@@ -21,6 +21,7 @@ export const TaskSchema = z.object({
   compress: z.boolean(),
   dryRun: z.boolean(),
   fanout: z.number().int().min(1).max(64).optional(),
+  retries: z.number().int().min(0).max(5).optional(),
   frameBytes: z.number().int().positive().optional(),
   stallMs: z.number().int().positive().max(3_600_000).optional()
 })

@@ -2,6 +2,9 @@ import type { Entry } from '../manifest/types.js'
 import { AtomicFileWriter } from '../fs/atomic-writer.js'
 import type { DestinationRoot } from '../fs/safe-path.js'
 
+/** Files verified and renamed in the background at once. */
+const MAX_PENDING_COMMITS = 32
+
 export class SequenceError extends Error {
   override name = 'SequenceError'
 }
@@ -79,28 +82,37 @@ export class FileSink {
   async end (): Promise<SinkResult> {
     if (this.current != null) throw new SequenceError(`END while ${this.current.path} is incomplete`)
     if (this.next !== this.files.length) throw new SequenceError(`END after ${this.next} of ${this.files.length} files`)
+    await Promise.all(this.pending)
     return this.result
   }
 
   async abort (): Promise<void> {
+    await Promise.all(this.pending)
     await this.writer?.abort()
     this.writer = undefined
   }
 
+  /**
+   * Verify and rename in the background: fsyncs of consecutive small files overlap (the
+   * journal commits them together) instead of costing one disk flush each in turn.
+   */
   private async complete (): Promise<void> {
     const e = this.current!
     const w = this.writer
     this.current = undefined
     this.writer = undefined
     if (w == null) return // failed earlier: already recorded
-    try {
-      await w.commit()
+    const p = w.commit().then(() => {
       this.result.files++
       this.result.bytes += e.size
-    } catch (err) {
-      this.result.failures.push(`${e.path}: ${(err as Error).message}`)
-    }
+    }, (err: Error) => {
+      this.result.failures.push(`${e.path}: ${err.message}`)
+    }).finally(() => { this.pending.delete(p) })
+    this.pending.add(p)
+    while (this.pending.size >= MAX_PENDING_COMMITS) await Promise.race(this.pending)
   }
+
+  private readonly pending = new Set<Promise<void>>()
 
   private localFailure (err: Error): void {
     const e = this.current!

@@ -7,6 +7,7 @@ import { TargetLink } from '../../protocols/control/target-link.js'
 import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
 import { scanTree } from '../manifest/scan.js'
+import type { Manifest } from '../manifest/types.js'
 import { classify } from '../plan/classify.js'
 import { planTree } from '../plan/tree.js'
 import type { SyncEvent, SyncReport, TargetReport } from './report.js'
@@ -19,6 +20,8 @@ export interface SyncTask {
   delete: boolean
   compress: boolean
   dryRun: boolean
+  /** extra rounds for targets whose transfer was cut (default 1) */
+  retries?: number
   /** children per node in a class tree; 1 = chain */
   fanout?: number
   frameBytes?: number
@@ -30,16 +33,35 @@ export class TaskError extends Error {
 }
 
 export const DEFAULT_FANOUT = 1
+export const DEFAULT_RETRIES = 1
 
-/** A target string: a multiaddr (ending in /p2p/<id> when known) or a bare PeerId the node can resolve. */
-export function parseTarget (t: string): { dial: PeerId | Multiaddr, peer?: string } {
+export class BadTargetError extends Error {
+  override name = 'BadTargetError'
+}
+
+/**
+ * A target string: a multiaddr ending in /p2p/<PeerId>, or a bare PeerId the node can
+ * resolve. A multiaddr without a PeerId is refused: Noise checks the PeerId during the
+ * handshake, so naming it is what keeps the tree from going to whoever holds an address.
+ */
+export function parseTarget (t: string): { dial: PeerId | Multiaddr, peer: string } {
   if (t.startsWith('/')) {
-    const ma = multiaddr(t)
+    let ma: Multiaddr
+    try {
+      ma = multiaddr(t)
+    } catch (err) {
+      throw new BadTargetError(`${t}: not a valid multiaddr (${(err as Error).message})`)
+    }
     const id = ma.getComponents().findLast(c => c.name === 'p2p')?.value
-    return { dial: ma, peer: id }
+    if (id == null) throw new BadTargetError(`${t}: a target multiaddr must end in /p2p/<PeerId>`)
+    return { dial: ma, peer: peerIdFromString(id).toString() }
   }
-  const id = peerIdFromString(t)
-  return { dial: id, peer: id.toString() }
+  try {
+    const id = peerIdFromString(t)
+    return { dial: id, peer: id.toString() }
+  } catch {
+    throw new BadTargetError(`${JSON.stringify(t)} is neither a multiaddr nor a PeerId`)
+  }
 }
 
 /**
@@ -54,10 +76,9 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   const stallMs = task.stallMs ?? DEFAULT_STALL_TIMEOUT_MS
   const fanout = task.fanout ?? DEFAULT_FANOUT
   const frameBytes = Math.min(MAX_FRAME_BYTES / 4, Math.max(MIN_FRAME_BYTES, task.frameBytes ?? DEFAULT_FRAME_BYTES))
-  const session = randomBytes(16).toString('hex')
   const self = node.peerId.toString()
 
-  let manifest
+  let manifest: Manifest
   try {
     manifest = await scanTree(task.src, { hash: true, onWarning: (message) => { onEvent({ type: 'warning', message }) } })
   } catch (err) {
@@ -65,12 +86,62 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
 
-  interface T { given: string, report: TargetReport, link?: TargetLink, files?: number[], bytes?: number }
+  const targets: TargetState[] = task.targets.map((given) => ({
+    given,
+    report: { peer: given, address: given, status: 'failed', files: 0, bytes: 0, created: 0, deleted: 0, updated: 0 }
+  }))
+  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent }
+  const firstSession = randomBytes(16).toString('hex')
+  await runRound(ctx, targets, firstSession)
+  // a target whose transfer was cut (a relay above it died) but which still answers gets
+  // another round among the survivors; files it already verified are not sent again
+  for (let round = 1; round <= (task.retries ?? DEFAULT_RETRIES); round++) {
+    const again = targets.filter(t => t.retryable === true)
+    if (again.length === 0) break
+    onEvent({ type: 'warning', message: `retrying ${again.length} target(s) whose transfer was cut` })
+    const carried = new Map(again.map(t => [t, { files: t.report.files, bytes: t.report.bytes, changes: { created: t.report.created, deleted: t.report.deleted, updated: t.report.updated } }]))
+    for (const t of again) { t.link = undefined; t.retryable = false; t.report.error = undefined; t.report.status = 'failed' }
+    await runRound(ctx, again, randomBytes(16).toString('hex'))
+    for (const t of again) {
+      const before = carried.get(t)!
+      t.report.files += before.files
+      t.report.bytes += before.bytes
+      Object.assign(t.report, before.changes)
+      if (t.report.status === 'unchanged') t.report.status = 'ok'
+    }
+  }
+
+  const reports = targets.map(t => t.report)
+  return {
+    ok: reports.every(r => r.status !== 'failed'),
+    session: firstSession,
+    source: self,
+    src: task.src,
+    dst: task.dst,
+    dryRun: task.dryRun,
+    targets: reports,
+    totals: { files: reports.reduce((n, r) => n + r.files, 0), bytes: reports.reduce((n, r) => n + r.bytes, 0), seconds: (Date.now() - started) / 1000 }
+  }
+}
+
+interface TargetState { given: string, report: TargetReport, link?: TargetLink, files?: number[], bytes?: number, retryable?: boolean }
+
+interface RoundContext {
+  node: Libp2p
+  task: SyncTask
+  manifest: Manifest
+  stallMs: number
+  fanout: number
+  frameBytes: number
+  self: string
+  onEvent: (e: SyncEvent) => void
+}
+
+/** One session with the given targets: layer 1, classes, relay trees, results. */
+async function runRound (ctx: RoundContext, targets: TargetState[], session: string): Promise<void> {
+  type T = TargetState
+  const { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent } = ctx
   const seen = new Set<string>()
-  const targets: T[] = task.targets.map((given) => {
-    const report: TargetReport = { peer: given, address: given, status: 'failed', files: 0, bytes: 0, created: 0, deleted: 0, updated: 0 }
-    return { given, report }
-  })
   const fail = (t: T, err: unknown): void => {
     if (t.report.error != null) return
     t.report.status = 'failed'
@@ -144,6 +215,8 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
       const r = await t.link!.result()
       t.report.status = r.status
       if (r.error != null) t.report.error = r.error
+      // the target answered to the end: if it failed, a new round may still save it
+      t.retryable = r.status === 'failed' && !task.dryRun
       t.report.files = r.files
       t.report.bytes = r.bytes
       Object.assign(t.report, r.changes)
@@ -154,15 +227,4 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   })])
   clearInterval(progress)
 
-  const reports = targets.map(t => t.report)
-  return {
-    ok: reports.every(r => r.status !== 'failed'),
-    session,
-    source: self,
-    src: task.src,
-    dst: task.dst,
-    dryRun: task.dryRun,
-    targets: reports,
-    totals: { files: reports.reduce((n, r) => n + r.files, 0), bytes: reports.reduce((n, r) => n + r.bytes, 0), seconds: (Date.now() - started) / 1000 }
-  }
 }

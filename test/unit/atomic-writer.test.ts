@@ -232,13 +232,14 @@ describe('FileSink', () => {
     await sink.data(enc.encode('first '))
     assert.equal(await exists(join(dir, 'a')), false)
     await sink.data(enc.encode('file'))
-    assert.equal(await fsp.readFile(join(dir, 'a'), 'utf8'), 'first file')
     await sink.begin(2, 0) // empty: complete at once
     await sink.begin(3, 0)
     await sink.data(enc.encode(contents[3]))
     await sink.begin(4, 0)
     await sink.data(enc.encode(contents[4]))
+    // commits (verify, fsync, rename) run in the background; end() waits for all of them
     const r = await sink.end()
+    assert.equal(await fsp.readFile(join(dir, 'a'), 'utf8'), 'first file')
     assert.deepEqual(r, { files: 4, bytes: 10 + 11 + 6, failures: [] })
     assert.equal(sink.filesDone, 4)
     assert.equal(sink.bytesDone, 27)
