@@ -140,12 +140,18 @@ export class FramedStream {
 
   /** Write one frame made of the given parts; waits for 'drain' when the muxer is full. */
   async write (parts: Uint8Array | Uint8Array[], signal?: AbortSignal): Promise<void> {
+    await this.writeFrames([Array.isArray(parts) ? parts : [parts]], signal)
+  }
+
+  /** Write several frames with one send: one muxer frame and one encryption instead of many. */
+  async writeFrames (frames: Uint8Array[][], signal?: AbortSignal): Promise<void> {
     const list = new Uint8ArrayList()
-    const arr = Array.isArray(parts) ? parts : [parts]
-    let len = 0
-    for (const p of arr) len += p.byteLength
-    list.append(varint.encode(len))
-    for (const p of arr) list.append(p)
+    for (const parts of frames) {
+      let len = 0
+      for (const p of parts) len += p.byteLength
+      list.append(varint.encode(len))
+      for (const p of parts) list.append(p)
+    }
     if (this.stream.status !== 'open' || this.stream.writeStatus !== 'writable') {
       throw this.error ?? new StreamClosedError('stream is closed for writing')
     }

@@ -90,18 +90,18 @@ export class ChildLink {
 
   get alive (): boolean { return this.failure == null }
 
-  /** Send one frame once credit allows; never throws (a failed child is marked and skipped). */
-  async send (parts: Uint8Array[]): Promise<void> {
+  /** Send frames (each a list of parts) once credit allows; never throws (a failed child is marked and skipped). */
+  async send (frames: Uint8Array[][]): Promise<void> {
     if (this.failure != null) return
     let len = 0
-    for (const p of parts) len += p.byteLength
+    for (const parts of frames) for (const p of parts) len += p.byteLength
     while (this.failure == null && this.inflight + len > this.window) {
       await this.waitCredit()
     }
     if (this.failure != null) return
     this.inflight += len
     try {
-      await this.fs.write(parts, AbortSignal.timeout(this.stallTimeoutMs))
+      await this.fs.writeFrames(frames, AbortSignal.timeout(this.stallTimeoutMs))
     } catch (err) {
       this.fail(err as Error)
     }
@@ -118,7 +118,7 @@ export class ChildLink {
 
   /** Send END and wait for the child's verdict on its own files. */
   async finish (): Promise<{ ok: boolean, error?: string }> {
-    await this.send([END_FRAME])
+    await this.send([[END_FRAME]])
     if (this.failure == null && this.doneResult == null) {
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

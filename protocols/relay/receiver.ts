@@ -7,7 +7,10 @@ import { FileSink } from '../../src/sync/file-sink.js'
 import type { TargetSession } from '../../src/sync/target-session.js'
 import { ChildLink } from './child-link.js'
 import { WINDOW_BYTES } from './consts.js'
-import { BadFrameError, decodeFrame, FrameKind } from './frames.js'
+
+/** Credit is returned at least every this many bytes (well below the window). */
+const CREDIT_BATCH = 1024 * 1024
+import { BadFrameError, decodeFrame, FrameKind, type DataFrame } from './frames.js'
 
 const inflate = promisify(inflateRaw)
 
@@ -35,26 +38,72 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
   session.attachReceiver((err) => { fs.abort(err) }, finished.promise)
   try {
     links = await childrenReady
+    // Local writes and forwarding run as two ordered chains, so reading the next frame
+    // overlaps both; the parent's credit window bounds how far they can fall behind.
+    let localChain: Promise<void> = Promise.resolve()
+    let forwardChain: Promise<void> = Promise.resolve()
+    let failure: Error | undefined
+    // returns once the frame is handed to the sink (order kept); `done` settles when it is on disk
+    const applyLocal = async (f: DataFrame): Promise<{ done: Promise<void> }> => {
+      switch (f.kind) {
+        case FrameKind.Begin: await sink.begin(f.index, f.offset); return { done: Promise.resolve() }
+        case FrameKind.Data: return { done: sink.data(f.data) }
+        case FrameKind.DataZ: return { done: sink.data(await inflate(f.data, { maxOutputLength: relay.frameBytes })) }
+        case FrameKind.Skip: await sink.skip(f.index, f.reason); return { done: Promise.resolve() }
+        default: return { done: Promise.resolve() }
+      }
+    }
+    // frames that queue up while a forward is in flight go out together in one send
+    let forwardQueue: Uint8Array[][] = []
+    const pumpForward = async (): Promise<void> => {
+      if (forwardQueue.length === 0) return
+      const frames = forwardQueue
+      forwardQueue = []
+      await Promise.all(links.map(async l => { await l.send(frames) }))
+    }
+    // credit is coalesced: one message per event-loop turn or per CREDIT_BATCH bytes
+    let owed = 0
+    let creditScheduled = false
+    const sendCredit = (): void => {
+      creditScheduled = false
+      if (owed === 0) return
+      const bytes = owed
+      owed = 0
+      writeJson(fs, { type: 'credit', bytes }).catch(() => {})
+    }
+    const credit = (n: number): void => {
+      owed += n
+      if (owed >= CREDIT_BATCH) sendCredit()
+      else if (!creditScheduled) { creditScheduled = true; setImmediate(sendCredit) }
+    }
     for (;;) {
-      const frame = await fs.read(AbortSignal.timeout(stallMs))
+      let frame
+      try {
+        frame = await fs.read(AbortSignal.timeout(stallMs))
+      } catch (err) {
+        throw failure ?? err
+      }
+      if (failure != null) throw failure
       if (frame == null) throw new BadFrameError('parent closed the relay stream before END')
       session.touch()
       const raw = frame.subarray()
       const f = decodeFrame(raw)
-      // END goes to children through ChildLink.finish, which then waits for their verdict
-      const forward = f.kind === FrameKind.End ? undefined : Promise.all(links.map(async l => { await l.send([raw]) }))
-      let local: Promise<unknown>
-      switch (f.kind) {
-        case FrameKind.Begin: local = sink.begin(f.index, f.offset); break
-        case FrameKind.Data: local = sink.data(f.data); break
-        case FrameKind.DataZ: local = inflate(f.data, { maxOutputLength: relay.frameBytes }).then(async d => { await sink.data(d) }); break
-        case FrameKind.Skip: local = sink.skip(f.index, f.reason); break
-        case FrameKind.End: local = Promise.resolve()
+      if (f.kind === FrameKind.End) {
+        // END goes to children through ChildLink.finish, which then waits for their verdict
+        await Promise.all([localChain, forwardChain])
+        break
       }
-      await Promise.all([forward, local])
-      session.progress = { files: sink.filesDone, bytes: sink.bytesDone }
-      if (f.kind === FrameKind.End) break
-      await writeJson(fs, { type: 'credit', bytes: raw.byteLength })
+      forwardQueue.push([raw])
+      forwardChain = forwardChain.then(pumpForward)
+      const handed = localChain.then(async () => await applyLocal(f))
+      localChain = handed.then(() => {})
+      const stored = handed.then(async h => { await h.done })
+      Promise.all([forwardChain, stored]).then(() => {
+        session.progress = { files: sink.filesDone, bytes: sink.bytesDone }
+        credit(raw.byteLength)
+      }).catch((err: Error) => {
+        if (failure == null) { failure = err; fs.abort(err) }
+      })
     }
     const result = await sink.end()
     await writeJson(fs, { type: 'done', ok: result.failures.length === 0, error: result.failures[0] }).catch(() => {})

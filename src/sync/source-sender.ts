@@ -10,6 +10,29 @@ import type { Entry } from '../manifest/types.js'
 
 const deflate = promisify(deflateRaw)
 
+/** Small files read ahead of the sender: hides open/read/close latency per file. */
+const LOOKAHEAD_FILES = 64
+
+/** A whole small file, or the error to report; a size other than the manifest's is an error. */
+async function readWhole (path: string, size: number): Promise<Buffer | Error> {
+  let fh: FileHandle | undefined
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+    const buf = Buffer.allocUnsafe(size + 1)
+    let got = 0
+    while (got < buf.byteLength) {
+      const { bytesRead } = await fh.read(buf, got, buf.byteLength - got, got)
+      if (bytesRead === 0) break
+      got += bytesRead
+    }
+    return got === size ? buf.subarray(0, size) : new Error('file changed size since the scan')
+  } catch (err) {
+    return err as Error
+  } finally {
+    await fh?.close().catch(() => {})
+  }
+}
+
 export interface SendClassOptions {
   session: string
   classId: number
@@ -33,14 +56,53 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
       return undefined
     }
   }))).filter((l): l is ChildLink => l != null)
+  // frames of small files are batched into one send (one muxer frame, one encryption)
+  let batch: Uint8Array[][] = []
+  let batchBytes = 0
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return
+    const frames = batch
+    batch = []
+    batchBytes = 0
+    await Promise.all(links.map(async l => { await l.send(frames) }))
+  }
   const sendAll = async (parts: Uint8Array[]): Promise<void> => {
-    await Promise.all(links.map(async l => { await l.send(parts) }))
+    batch.push(parts)
+    for (const p of parts) batchBytes += p.byteLength
+    if (batchBytes >= opts.frameBytes) await flush()
   }
   const anyAlive = (): boolean => links.some(l => l.alive)
 
-  for (const index of files) {
+  const sendData = async (chunk: Buffer): Promise<void> => {
+    if (opts.compress) await sendAll([DATAZ_HEADER, await deflate(chunk, { level: 1 })])
+    else await sendAll([DATA_HEADER, chunk])
+  }
+  // files of at most one frame are read ahead, in parallel, while earlier ones are sent
+  const isSmall = (e: Entry): boolean => e.size <= opts.frameBytes
+  const ahead = new Map<number, Promise<Buffer | Error>>()
+  const prefetch = (k: number): void => {
+    for (let j = k; j < Math.min(files.length, k + LOOKAHEAD_FILES); j++) {
+      const e = entries[files[j]]
+      if (!ahead.has(j) && isSmall(e)) ahead.set(j, readWhole(join(srcRoot, e.path), e.size))
+    }
+  }
+
+  for (let k = 0; k < files.length; k++) {
     if (!anyAlive()) break
+    const index = files[k]
     const e = entries[index]
+    prefetch(k)
+    if (isSmall(e)) {
+      const content = await ahead.get(k)!
+      ahead.delete(k)
+      if (content instanceof Error) {
+        await sendAll([encodeSkip(index, (content as NodeJS.ErrnoException).code ?? content.message)])
+        continue
+      }
+      await sendAll([encodeBegin(index, 0)])
+      if (e.size > 0) await sendData(content)
+      continue
+    }
     let fh: FileHandle | undefined
     try {
       fh = await open(join(srcRoot, e.path), constants.O_RDONLY | constants.O_NOFOLLOW)
@@ -63,17 +125,16 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
         }
         return buf.subarray(0, got)
       }
-      let next = e.size > 0 ? readChunk() : undefined
+      let next: Promise<Buffer> | undefined = readChunk()
       while (next != null) {
-        const chunk = await next
+        const chunk: Buffer = await next
         if (chunk.byteLength === 0) {
           await sendAll([encodeSkip(index, 'file shrank while being sent')])
           break
         }
         sent += chunk.byteLength
         next = sent < e.size ? readChunk() : undefined
-        if (opts.compress) await sendAll([DATAZ_HEADER, await deflate(chunk, { level: 1 })])
-        else await sendAll([DATA_HEADER, chunk])
+        await sendData(chunk)
       }
     } catch (err) {
       await sendAll([encodeSkip(index, (err as Error).message)])
@@ -81,6 +142,7 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
       await fh.close().catch(() => {})
     }
   }
+  await flush()
   const verdicts = await Promise.all(links.map(async l => ({ peer: l.peer, ...(await l.finish()) })))
   for (const v of verdicts) if (!v.ok) opts.onChildFailed(v.peer, v.error ?? 'failed')
 }
