@@ -5,11 +5,12 @@ import { open } from 'node:fs/promises'
 const HASH_READ_SIZE = 1 << 20
 
 /** Hex SHA-256 of a file's content. SHA-256 uses the CPU's SHA extensions: faster than md5 here. */
-export async function hashFile (path: string, signal?: AbortSignal): Promise<string> {
+export async function hashFile (path: string, signal?: AbortSignal, sizeHint?: number): Promise<string> {
   const fh = await open(path, 'r')
   try {
     const h = createHash('sha256')
-    const buf = Buffer.allocUnsafe(HASH_READ_SIZE)
+    // small files get a small buffer: a fresh 1 MiB per file would dominate a tree of small files
+    const buf = Buffer.allocUnsafe(Math.min(HASH_READ_SIZE, (sizeHint ?? HASH_READ_SIZE) + 1))
     for (;;) {
       signal?.throwIfAborted()
       const { bytesRead } = await fh.read(buf, 0, buf.length, null)

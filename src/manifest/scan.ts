@@ -57,11 +57,13 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
       warn(`cannot read directory ${rel === '' ? '.' : rel}: ${err.code ?? err.message}`)
       return
     }
-    for (const name of names) {
-      if (isTempName(name)) continue
+    // lstat and readlink cost a system call each: issue them together (libuv runs them in parallel)
+    const subdirs: string[] = []
+    await Promise.all(names.map(async (name) => {
+      if (isTempName(name)) return
       if (name.includes('\uFFFD')) {
         warn(`skipping a name under ${rel === '' ? '.' : rel} that is not valid UTF-8`)
-        continue
+        return
       }
       const path = rel === '' ? name : `${rel}/${name}`
       let st: BigIntStats
@@ -69,12 +71,12 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
         st = await lstat(join(root, path), { bigint: true })
       } catch (err: any) {
         if (err.code !== 'ENOENT') warn(`cannot stat ${path}: ${err.code ?? err.message}`)
-        continue
+        return
       }
       const base = { path, mode: Number(st.mode) & 0o7777, ...timeOf(st), uid: Number(st.uid), gid: Number(st.gid), ino: Number(st.ino) }
       if (st.isDirectory()) {
         entries.push({ ...base, type: 'dir', size: 0 })
-        await walk(path)
+        subdirs.push(path)
       } else if (st.isFile()) {
         entries.push({ ...base, type: 'file', size: Number(st.size) })
       } else if (st.isSymbolicLink()) {
@@ -86,7 +88,8 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
       } else {
         warn(`skipping ${path}: not a regular file, directory or symlink`)
       }
-    }
+    }))
+    await Promise.all(subdirs.map(walk))
   }
   await walk('')
   entries.sort((a, b) => comparePaths(a.path, b.path))
@@ -108,7 +111,7 @@ export async function hashEntries (root: string, files: Entry[], opts: Pick<Scan
       const cached = opts.hashCache?.lookup(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0)
       if (cached != null) { e.hash = cached; continue }
       try {
-        e.hash = await hashFile(join(root, e.path), opts.signal)
+        e.hash = await hashFile(join(root, e.path), opts.signal, e.size)
         opts.hashCache?.store?.(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, e.hash)
       } catch (err: any) {
         opts.signal?.throwIfAborted()
@@ -116,5 +119,5 @@ export async function hashEntries (root: string, files: Entry[], opts: Pick<Scan
       }
     }
   }
-  await Promise.all(Array.from({ length: Math.max(1, opts.hashConcurrency ?? 4) }, worker))
+  await Promise.all(Array.from({ length: Math.max(1, opts.hashConcurrency ?? 8) }, worker))
 }
