@@ -1,6 +1,6 @@
 export const RELAY_PROTOCOL = '/gosync/relay/1'
 /** Payload of one DATA frame. ≥ 64 KiB keeps per-frame cost (noise, muxer, syscalls) small. */
-export const DEFAULT_FRAME_BYTES = 256 * 1024
+export const DEFAULT_FRAME_BYTES = 1024 * 1024
 export const MIN_FRAME_BYTES = 16 * 1024
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024
 /** Bytes a parent may have in flight to one child before it waits for credit. Bounds every node's memory. */

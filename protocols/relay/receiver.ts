@@ -44,11 +44,11 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     let forwardChain: Promise<void> = Promise.resolve()
     let failure: Error | undefined
     // returns once the frame is handed to the sink (order kept); `done` settles when it is on disk
-    const applyLocal = async (f: DataFrame): Promise<{ done: Promise<void> }> => {
+    const applyLocal = async (f: DataFrame, payload: Uint8Array[]): Promise<{ done: Promise<void> }> => {
       switch (f.kind) {
         case FrameKind.Begin: await sink.begin(f.index, f.offset); return { done: Promise.resolve() }
-        case FrameKind.Data: return { done: sink.data(f.data) }
-        case FrameKind.DataZ: return { done: sink.data(await inflate(f.data, { maxOutputLength: relay.frameBytes })) }
+        case FrameKind.Data: return { done: sink.data(payload) }
+        case FrameKind.DataZ: return { done: sink.data(await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })) }
         case FrameKind.Skip: await sink.skip(f.index, f.reason); return { done: Promise.resolve() }
         default: return { done: Promise.resolve() }
       }
@@ -86,21 +86,27 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       if (failure != null) throw failure
       if (frame == null) throw new BadFrameError('parent closed the relay stream before END')
       session.touch()
-      const raw = frame.subarray()
-      const f = decodeFrame(raw)
+      // DATA payloads stay as the received chunks (no copy); control frames are tiny
+      const chunks = [...frame]
+      const kind = frame.get(0)
+      const f: DataFrame = kind === FrameKind.Data || kind === FrameKind.DataZ
+        ? { kind, data: new Uint8Array(0) }
+        : decodeFrame(frame.subarray())
+      const payload = f.kind === FrameKind.Data || f.kind === FrameKind.DataZ ? [...frame.sublist(1)] : []
+      const frameBytes = frame.byteLength
       if (f.kind === FrameKind.End) {
         // END goes to children through ChildLink.finish, which then waits for their verdict
         await Promise.all([localChain, forwardChain])
         break
       }
-      forwardQueue.push([raw])
+      forwardQueue.push(chunks)
       forwardChain = forwardChain.then(pumpForward)
-      const handed = localChain.then(async () => await applyLocal(f))
+      const handed = localChain.then(async () => await applyLocal(f, payload))
       localChain = handed.then(() => {})
       const stored = handed.then(async h => { await h.done })
       Promise.all([forwardChain, stored]).then(() => {
         session.progress = { files: sink.filesDone, bytes: sink.bytesDone }
-        credit(raw.byteLength)
+        credit(frameBytes)
       }).catch((err: Error) => {
         if (failure == null) { failure = err; fs.abort(err) }
       })

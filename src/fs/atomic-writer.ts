@@ -40,24 +40,48 @@ export class AtomicFileWriter {
   get bytesWritten (): number { return this.written }
   get complete (): boolean { return this.written === this.entry.size }
 
-  async write (chunk: Uint8Array): Promise<void> {
-    if (this.written + chunk.byteLength > this.entry.size) {
+  /**
+   * Write bytes at a position without hashing them: the caller hashes in order and
+   * passes the digest to commit(). Writes at different positions may run concurrently.
+   */
+  async writeAt (parts: readonly Uint8Array[], position: number): Promise<void> {
+    let len = 0
+    for (const p of parts) len += p.byteLength
+    if (position + len > this.entry.size) throw new HashMismatchError(`${this.entry.path}: more data than the manifest size ${this.entry.size}`)
+    // writev can write short: finish the rest with plain writes
+    let done = (await this.fh!.writev(parts as Uint8Array[], position)).bytesWritten
+    let skip = done
+    for (const p of parts) {
+      if (skip >= p.byteLength) { skip -= p.byteLength; continue }
+      let off = skip
+      skip = 0
+      while (off < p.byteLength) {
+        const r = await this.fh!.write(p, off, p.byteLength - off, position + done)
+        off += r.bytesWritten
+        done += r.bytesWritten
+      }
+    }
+    this.written += len
+  }
+
+  /** Append bytes (one buffer or several), hashing them: for callers that write in order. */
+  async write (data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    const parts: Uint8Array[] = data instanceof Uint8Array ? [data] : [...data]
+    let len = 0
+    for (const p of parts) len += p.byteLength
+    if (this.written + len > this.entry.size) {
       throw new HashMismatchError(`${this.entry.path}: more data than the manifest size ${this.entry.size}`)
     }
-    this.hash.update(chunk)
-    let off = 0
-    while (off < chunk.byteLength) {
-      const { bytesWritten } = await this.fh!.write(chunk, off, chunk.byteLength - off)
-      off += bytesWritten
-    }
-    this.written += chunk.byteLength
+    for (const p of parts) this.hash.update(p)
+    await this.writeAt(parts, this.written)
   }
 
   /** Verify, fsync, set metadata, rename into place. On any failure the temp file is removed. */
-  async commit (): Promise<void> {
+  /** `digest`: the SHA-256 the caller computed over everything given to writeAt, in file order. */
+  async commit (digest?: string): Promise<void> {
     try {
       if (this.written !== this.entry.size) throw new HashMismatchError(`${this.entry.path}: got ${this.written} bytes, manifest says ${this.entry.size}`)
-      const digest = this.hash.digest('hex')
+      digest ??= this.hash.digest('hex')
       if (digest !== this.entry.hash) throw new HashMismatchError(`${this.entry.path}: SHA-256 ${digest} does not match the manifest`)
       const fh = this.fh!
       await fh.sync()

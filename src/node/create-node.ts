@@ -21,7 +21,7 @@ export interface NodeOptions {
 export async function createNode (opts: NodeOptions): Promise<Libp2p> {
   const muxers: Record<MuxerName, () => (components: any) => StreamMuxerFactory> = {
     // window grows to 4 MiB: enough for a LAN's bandwidth-delay product
-    yamux: () => yamux({ streamOptions: { maxStreamWindowSize: 4 * 1024 * 1024 } }),
+    yamux: () => yamux({ streamOptions: { maxStreamWindowSize: 16 * 1024 * 1024, initialStreamWindowSize: 4 * 1024 * 1024 } }),
     // mplex has no flow control (our relay adds credit); allow our burst of streams per connection
     mplex: () => mplex({ disconnectThreshold: 1000 })
   }

@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto'
 import type { Entry } from '../manifest/types.js'
 import { AtomicFileWriter } from '../fs/atomic-writer.js'
 import type { DestinationRoot } from '../fs/safe-path.js'
@@ -21,9 +22,12 @@ export interface SinkResult {
 
 interface OpenFile {
   entry: Entry
-  /** resolves to the writer, or undefined once this file has failed locally */
+  /** resolves to the writer, or undefined if it could not be created */
   writer: Promise<AtomicFileWriter | undefined>
   received: number
+  hash: Hash
+  writes: Array<Promise<void>>
+  failed: boolean
 }
 
 /**
@@ -55,31 +59,38 @@ export class FileSink {
     const writer = this.dst.resolve(entry.path)
       .then(async abs => await AtomicFileWriter.create(abs, entry))
       .catch((err: Error) => { this.fail(entry, err); return undefined })
-    const file: OpenFile = { entry, writer, received: 0 }
+    const file: OpenFile = { entry, writer, received: 0, hash: createHash('sha256'), writes: [], failed: false }
     this.current = file
     if (entry.size === 0) this.complete(file)
     while (this.inFlight.size >= MAX_FILES_IN_FLIGHT) await Promise.race(this.inFlight)
   }
 
-  /** Append to the current file; settles when written. */
-  async data (chunk: Uint8Array): Promise<void> {
+  /**
+   * Append to the current file; settles when written. The bytes are hashed here, in
+   * order, and written at their offset, so writes of one file overlap too.
+   */
+  async data (chunk: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const file = this.current
     if (file == null) throw new SequenceError('DATA outside a file')
-    file.received += chunk.byteLength
+    const parts: Uint8Array[] = chunk instanceof Uint8Array ? [chunk] : [...chunk]
+    let len = 0
+    for (const p of parts) len += p.byteLength
+    const position = file.received
+    file.received += len
     if (file.received > file.entry.size) throw new SequenceError(`${file.entry.path}: more data than its size ${file.entry.size}`)
-    const prev = file.writer
-    file.writer = prev.then(async (w) => {
-      if (w == null) return undefined
+    for (const p of parts) file.hash.update(p)
+    const written = file.writer.then(async (w) => {
+      if (w == null || file.failed) return
       try {
-        await w.write(chunk)
-        return w
+        await w.writeAt(parts, position)
       } catch (err) {
-        this.fail(file.entry, err as Error)
-        await w.abort()
-        return undefined
+        if (!file.failed) {
+          file.failed = true
+          this.fail(file.entry, err as Error)
+        }
       }
     })
-    const written = file.writer.then(() => {})
+    file.writes.push(written)
     if (file.received === file.entry.size) this.complete(file)
     await written
   }
@@ -89,6 +100,8 @@ export class FileSink {
     if (file != null) {
       if (this.entries[index] !== file.entry) throw new SequenceError(`SKIP ${index} while another file is open`)
       this.current = undefined
+      file.failed = true
+      await Promise.all(file.writes)
       await file.writer.then(async w => { await w?.abort() })
     } else {
       if (this.files[this.next] !== index) throw new SequenceError(`unexpected SKIP of file index ${index}`)
@@ -109,7 +122,11 @@ export class FileSink {
     const file = this.current
     this.current = undefined
     await Promise.all(this.inFlight)
-    await file?.writer.then(async w => { await w?.abort() })
+    if (file != null) {
+      file.failed = true
+      await Promise.all(file.writes)
+      await file.writer.then(async w => { await w?.abort() })
+    }
   }
 
   /** Verify, fsync and rename in the background once the last byte is queued. */
@@ -117,8 +134,10 @@ export class FileSink {
     this.current = undefined
     const p: Promise<void> = file.writer.then(async (w) => {
       if (w == null) return // failed earlier: already recorded
+      await Promise.all(file.writes)
+      if (file.failed) { await w.abort(); return }
       try {
-        await w.commit()
+        await w.commit(file.hash.digest('hex'))
         this.result.files++
         this.result.bytes += file.entry.size
       } catch (err) {
