@@ -100,6 +100,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const e = err as Error
     const code = e instanceof ControlRefusal ? e.code : (e.name === 'DestinationBusyError' ? 'busy' : 'failed')
     opts.log(`control session from ${remote} failed: ${e.message}`)
+    await session?.abandon()
     await writeJson(fs, { type: 'error', code, message: e.message }).catch(() => {})
     await fs.closeWrite()
     setTimeout(() => { fs.abort(e) }, 5000).unref()

@@ -48,7 +48,9 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       switch (f.kind) {
         case FrameKind.Begin: await sink.begin(f.index, f.offset); return { done: Promise.resolve() }
         case FrameKind.Data: return { done: sink.data(payload) }
-        case FrameKind.DataZ: return { done: sink.data(await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })) }
+        // compressed: wait for the write before taking the next frame, since credit counts
+        // compressed bytes and a window of tiny frames could otherwise inflate without bound
+        case FrameKind.DataZ: await sink.data(await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })); return { done: Promise.resolve() }
         case FrameKind.Skip: await sink.skip(f.index, f.reason); return { done: Promise.resolve() }
         default: return { done: Promise.resolve() }
       }

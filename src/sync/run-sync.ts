@@ -53,7 +53,7 @@ export function parseTarget (t: string): { dial: PeerId | Multiaddr, peer: strin
       throw new BadTargetError(`${t}: not a valid multiaddr (${(err as Error).message})`)
     }
     const id = ma.getComponents().findLast(c => c.name === 'p2p')?.value
-    if (id == null) throw new BadTargetError(`${t}: a target multiaddr must end in /p2p/<PeerId>`)
+    if (id == null) throw new BadTargetError(`${t}: a target multiaddr must include /p2p/<PeerId>`)
     return { dial: ma, peer: peerIdFromString(id).toString() }
   }
   try {

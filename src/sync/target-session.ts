@@ -44,6 +44,8 @@ export class TargetSession {
   counts: ChangeCounts = { created: 0, deleted: 0, updated: 0 }
   relay?: RelayAssignment
   private relayClaimed = false
+  /** set once the session stops taking data (finished or given up) */
+  private closed = false
   private relayDone?: PromiseWithResolvers<SinkResult>
   /** progress of the data phase, for heartbeats */
   progress = { files: 0, bytes: 0 }
@@ -107,6 +109,13 @@ export class TargetSession {
     if ((rootSt.mode & 0o700) !== 0o700) await chmod(this.init.dst, (rootSt.mode & 0o7777) | 0o700)
   }
 
+  /** Best effort after a failure: no more data, and directories get their real modes back. */
+  async abandon (): Promise<void> {
+    this.closed = true
+    this.receiver?.abort(new Error('session abandoned'))
+    if (this.changes != null && !this.init.dryRun) await finalizeDirectories(this.dst, this.init.manifest).catch(() => {})
+  }
+
   setRelay (relay: RelayAssignment | null): void {
     if (relay == null) return
     this.relay = relay
@@ -124,6 +133,7 @@ export class TargetSession {
     if (remotePeer !== this.relay.parent) return `relay stream from ${remotePeer}, but the source named ${this.relay.parent} as parent`
     if (classId !== this.relay.classId) return 'wrong class id'
     if (this.relayClaimed) return 'relay stream already attached'
+    if (this.closed) return 'this session no longer accepts data'
     this.relayClaimed = true
     return undefined
   }
@@ -164,6 +174,7 @@ export class TargetSession {
         clearInterval(timer)
       }
     }
+    this.closed = true
     let dirsChanged = 0
     if (!this.init.dryRun) {
       try {
