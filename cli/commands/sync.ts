@@ -1,4 +1,4 @@
-import { isAbsolute, resolve } from 'node:path'
+import { isAbsolute, join, resolve } from 'node:path'
 import { connectLocal, requestLocal } from '../../src/daemon/local-api.js'
 import { loadOrCreateKey, resolveHome } from '../../src/identity/identity.js'
 import { createNode } from '../../src/node/create-node.js'
@@ -77,7 +77,7 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
       // no daemon in this home: this process is the source (or the client of --from)
       const node = await createNode({ privateKey: await loadOrCreateKey(home), listen: [], mdns: false })
       try {
-        report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent) : await runSync(node, task, onEvent)
+        report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent) : await runSync(node, task, onEvent, { hashCacheDir: join(home, 'hashcache') })
       } finally {
         await node.stop()
       }

@@ -2,7 +2,7 @@ import { z } from 'zod'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
-import { parseTarget, runSync, TaskError, type SyncTask } from '../../src/sync/run-sync.js'
+import { parseTarget, runSync, TaskError, type SourceOptions, type SyncTask } from '../../src/sync/run-sync.js'
 import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
 
 /**
@@ -37,7 +37,7 @@ export class TaskRefusedError extends Error {
   constructor (readonly code: string, message: string) { super(message) }
 }
 
-export async function handleTaskStream (node: Libp2p, stream: Stream, connection: Connection, isTrusted: (peer: string) => boolean): Promise<void> {
+export async function handleTaskStream (node: Libp2p, stream: Stream, connection: Connection, isTrusted: (peer: string) => boolean, source: SourceOptions = {}): Promise<void> {
   const fs = new FramedStream(stream, { maxFrameBytes: MAX_TASK_FRAME })
   const remote = connection.remotePeer.toString()
   try {
@@ -46,7 +46,7 @@ export async function handleTaskStream (node: Libp2p, stream: Stream, connection
       return
     }
     const req = await expectJson(fs, Request, AbortSignal.timeout(30_000))
-    const report = await runSync(node, req.task, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) })
+    const report = await runSync(node, req.task, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) }, source)
     await writeJson(fs, { type: 'report', report })
   } catch (err) {
     const e = err as Error

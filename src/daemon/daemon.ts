@@ -12,6 +12,7 @@ import { SessionRegistry } from '../sync/sessions.js'
 import { runSync, TaskError } from '../sync/run-sync.js'
 import { serveLocalApi, socketPath } from './local-api.js'
 import { unlink } from 'node:fs/promises'
+import { join } from 'node:path'
 
 export interface DaemonOptions {
   home: string
@@ -43,6 +44,7 @@ export class Daemon {
     const node = await createNode({ privateKey: await loadOrCreateKey(opts.home), listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers })
     this.node = node
     const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
+    const sourceOpts = { hashCacheDir: join(opts.home, 'hashcache') }
     await node.handle(CONTROL_PROTOCOL, async (stream, connection) => {
       await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, log: opts.log })
     }, { maxInboundStreams: CONTROL_STREAMS })
@@ -50,7 +52,7 @@ export class Daemon {
       await handleRelayStream(node, stream, connection, this.sessions, stallMs)
     }, { maxInboundStreams: RELAY_STREAMS, maxOutboundStreams: RELAY_STREAMS })
     await node.handle(TASK_PROTOCOL, async (stream, connection) => {
-      await handleTaskStream(node, stream, connection, isTrusted)
+      await handleTaskStream(node, stream, connection, isTrusted, sourceOpts)
     })
     this.server = await serveLocalApi(opts.home, async (req, send) => {
       if (req.type === 'status') {
@@ -61,7 +63,7 @@ export class Daemon {
       if (!parsed.success) { send({ type: 'error', code: 'usage', message: `bad task: ${parsed.error.issues[0]?.message}` }); return }
       try {
         const onEvent = (event: unknown): void => { send({ type: 'event', event }) }
-        const report = req.type === 'sync' ? await runSync(node, parsed.data, onEvent) : await runRemoteTask(node, req.from, parsed.data, onEvent)
+        const report = req.type === 'sync' ? await runSync(node, parsed.data, onEvent, sourceOpts) : await runRemoteTask(node, req.from, parsed.data, onEvent)
         send({ type: 'report', report })
       } catch (err) {
         send({ type: 'error', code: err instanceof TaskError || (err as Error).name === 'TaskRefusedError' ? 'task' : 'failed', message: (err as Error).message })

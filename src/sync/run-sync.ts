@@ -7,6 +7,7 @@ import { TargetLink } from '../../protocols/control/target-link.js'
 import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
 import { scanTree } from '../manifest/scan.js'
+import { FileHashCache } from '../manifest/hash-cache-file.js'
 import type { Manifest } from '../manifest/types.js'
 import { classify } from '../plan/classify.js'
 import { planTree } from '../plan/tree.js'
@@ -69,7 +70,13 @@ export function parseTarget (t: string): { dial: PeerId | Multiaddr, peer: strin
  * classes, one relay tree per class, results. Never throws for a target's failure: each
  * target ends ok, unchanged or failed; TaskError is for a task that cannot run at all.
  */
-export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEvent) => void = () => {}): Promise<SyncReport> {
+/** How this node runs tasks as a source (local settings, never from the wire). */
+export interface SourceOptions {
+  /** where the persistent hash cache lives (e.g. <home>/hashcache); none = hash every file */
+  hashCacheDir?: string
+}
+
+export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEvent) => void = () => {}, source: SourceOptions = {}): Promise<SyncReport> {
   const started = Date.now()
   if (!isAbsolute(task.src) || !isAbsolute(task.dst)) throw new TaskError('--src and --dst must be absolute paths')
   if (task.targets.length === 0) throw new TaskError('no targets given')
@@ -80,7 +87,9 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
 
   let manifest: Manifest
   try {
-    manifest = await scanTree(task.src, { hash: true, onWarning: (message) => { onEvent({ type: 'warning', message }) } })
+    const hashCache = source.hashCacheDir != null ? await FileHashCache.load(source.hashCacheDir, task.src) : undefined
+    manifest = await scanTree(task.src, { hash: true, hashCache, onWarning: (message) => { onEvent({ type: 'warning', message }) } })
+    await hashCache?.save(task.src).catch((err: Error) => { onEvent({ type: 'warning', message: `cannot save the hash cache: ${err.message}` }) })
   } catch (err) {
     throw new TaskError(`cannot read source ${task.src}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }

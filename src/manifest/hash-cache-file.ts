@@ -1,0 +1,64 @@
+import { createHash } from 'node:crypto'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { HashCache } from './hash.js'
+
+/**
+ * The source's persistent hash cache: for one source root, the SHA-256 last computed for
+ * each (path, size, mtime, inode). A scan of an unchanged tree then reads no file
+ * content. Stored as <home>/hashcache/<sha256 of the root path>.json, replaced atomically.
+ *
+ * Like git's "racily clean" rule, a file modified within RACY_WINDOW_NS of the scan is
+ * not cached: it could change again within the same timestamp.
+ */
+const RACY_WINDOW_NS = 2_000_000_000n
+const FORMAT = 1
+
+type Row = [size: number, mtime: number, nsec: number, ino: number, hash: string]
+
+export class FileHashCache implements HashCache {
+  private readonly next = new Map<string, Row>()
+  hits = 0
+  misses = 0
+  private constructor (private readonly file: string, private readonly prev: Map<string, Row>, private readonly scanStartNs: bigint) {}
+
+  static fileFor (dir: string, root: string): string {
+    return join(dir, createHash('sha256').update(root).digest('hex').slice(0, 32) + '.json')
+  }
+
+  /** Load the cache of `root` (empty when missing or unreadable: the cache is only an optimisation). */
+  static async load (dir: string, root: string): Promise<FileHashCache> {
+    const file = FileHashCache.fileFor(dir, root)
+    const prev = new Map<string, Row>()
+    try {
+      const doc = JSON.parse(await readFile(file, 'utf8')) as { format: number, root: string, rows: Record<string, Row> }
+      if (doc.format === FORMAT && doc.root === root) for (const [p, r] of Object.entries(doc.rows)) prev.set(p, r)
+    } catch {}
+    return new FileHashCache(file, prev, BigInt(Date.now()) * 1_000_000n)
+  }
+
+  lookup (path: string, size: number, mtime: number, mtimeNsec: number, ino: number): string | undefined {
+    const r = this.prev.get(path)
+    if (r != null && r[0] === size && r[1] === mtime && r[2] === mtimeNsec && r[3] === ino) {
+      this.hits++
+      this.next.set(path, r)
+      return r[4]
+    }
+    this.misses++
+    return undefined
+  }
+
+  store (path: string, size: number, mtime: number, mtimeNsec: number, ino: number, hash: string): void {
+    const ns = BigInt(mtime) * 1_000_000_000n + BigInt(mtimeNsec)
+    if (ns >= this.scanStartNs - RACY_WINDOW_NS) return
+    this.next.set(path, [size, mtime, mtimeNsec, ino, hash])
+  }
+
+  /** Write what this scan saw (entries of deleted files drop out). */
+  async save (root: string): Promise<void> {
+    await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 })
+    const tmp = `${this.file}.${process.pid}.tmp`
+    await writeFile(tmp, JSON.stringify({ format: FORMAT, root, rows: Object.fromEntries(this.next) }), { mode: 0o600 })
+    await rename(tmp, this.file)
+  }
+}
