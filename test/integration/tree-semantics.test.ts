@@ -118,6 +118,13 @@ describe('tree semantics: rsync -a --delete to three differently stale targets',
     // --- source
     srcDir = lab.hostPath('src', 'data');
     await writeTree(srcDir, SOURCE);
+    if (process.getuid?.() === 0) {
+      // as root, owners and groups are part of the tree (rsync -a as root compares them too)
+      await writeTree(srcDir, { 'owners/file.txt': 'owned by 1234:2345\n', 'owners/dir': dir(), 'owners/link': symlink('file.txt') });
+      await fsp.chown(path.join(srcDir, 'owners/file.txt'), 1234, 2345);
+      await fsp.chown(path.join(srcDir, 'owners/dir'), 4321, 5432);
+      await fsp.lchown(path.join(srcDir, 'owners/link'), 777, 888);
+    }
     await writeLargeFile(path.join(srcDir, 'big/big.bin'), BIG, { seed: 'big', mode: 0o640 });
     const many = await writeManyFiles(path.join(srcDir, 'many'), { count: MANY, minSize: 100, maxSize: 8192, perDir: 100 });
 
