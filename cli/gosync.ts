@@ -29,6 +29,15 @@ async function main (argv: string[]): Promise<number> {
     .option('--home <dir>', 'state directory')
     .action((peer, o) => { action = async () => await (await import('./commands/trust.js')).trustCommand(String(peer), o) })
 
+  cli.command('untrust <peerid>', 'Stop trusting a peer')
+    .option('--home <dir>', 'state directory')
+    .action((peer, o) => { action = async () => await (await import('./commands/trust.js')).untrustCommand(String(peer), o) })
+
+  cli.command('peers [...args]', 'List known peers; `peers add NAME MULTIADDR` / `peers rm NAME` edit the address book')
+    .option('--home <dir>', 'state directory')
+    .option('--json', 'print JSON')
+    .action((args, o) => { action = async () => await (await import('./commands/peers.js')).peersCommand((args as unknown[]).map(String), { ...o, json: o.json === true }) })
+
   cli.command('sync', 'Push --src to --dst on every target')
     .option('-t, --targets <list>', 'comma-separated multiaddrs (…/p2p/<PeerId>) or PeerIds')
     .option('--src <dir>', 'source directory')

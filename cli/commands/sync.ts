@@ -1,6 +1,7 @@
 import { isAbsolute, join, resolve } from 'node:path'
 import { connectLocal, requestLocal } from '../../src/daemon/local-api.js'
 import { loadOrCreateKey, resolveHome } from '../../src/identity/identity.js'
+import { AddressBook } from '../../src/home/address-book.js'
 import { createNode } from '../../src/node/create-node.js'
 import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
 import { parseTarget, runSync, TaskError, type SyncTask } from '../../src/sync/run-sync.js'
@@ -56,8 +57,12 @@ class DaemonTaskError extends Error {
 }
 
 export async function syncCommand (a: SyncArgs): Promise<number> {
-  const task = buildTask(a)
   const home = resolveHome(a.home)
+  // names from the address book work wherever a PeerId or a multiaddr does
+  const book = new AddressBook(home)
+  if (a.targets != null) a = { ...a, targets: (await Promise.all(String(a.targets).split(',').map(async t => await book.resolve(t.trim())))).join(',') }
+  if (a.from != null) a = { ...a, from: await book.resolve(a.from) }
+  const task = buildTask(a)
   const progress = !a.json && process.stderr.isTTY ? new ProgressLine(process.stderr) : undefined
   const onEvent = (e: SyncEvent): void => {
     if (progress != null) progress.onEvent(e)

@@ -11,3 +11,12 @@ export async function trustCommand (peer: string, a: { home?: string }): Promise
   process.stdout.write(added ? `trusted ${id}\n` : `${id} was already trusted\n`)
   return 0
 }
+
+export async function untrustCommand (peer: string, a: { home?: string }): Promise<number> {
+  const home = resolveHome(a.home)
+  let id: string
+  try { id = checkPeerId(peer) } catch (err) { throw new UsageError((err as InvalidPeerIdError).message) }
+  const removed = await new TrustList(home).remove(id)
+  process.stdout.write(removed ? `no longer trusted: ${id}\n` : `${id} was not trusted\n`)
+  return 0
+}

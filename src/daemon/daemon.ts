@@ -11,6 +11,7 @@ import { createNode, type MuxerName } from '../node/create-node.js'
 import { SessionRegistry } from '../sync/sessions.js'
 import { runSync, TaskError } from '../sync/run-sync.js'
 import { serveLocalApi, socketPath } from './local-api.js'
+import { PeerTracker } from './peer-tracker.js'
 import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 
@@ -45,6 +46,7 @@ export class Daemon {
     this.node = node
     const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
     const sourceOpts = { hashCacheDir: join(opts.home, 'hashcache') }
+    const tracker = new PeerTracker(node, isTrusted)
     await node.handle(CONTROL_PROTOCOL, async (stream, connection) => {
       await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, log: opts.log })
     }, { maxInboundStreams: CONTROL_STREAMS })
@@ -57,6 +59,14 @@ export class Daemon {
     this.server = await serveLocalApi(opts.home, async (req, send) => {
       if (req.type === 'status') {
         send({ type: 'status', peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String) })
+        return
+      }
+      if (req.type === 'peers') {
+        send({ type: 'peers', peers: await tracker.list() })
+        return
+      }
+      if (req.type !== 'sync' && req.type !== 'remote-sync') {
+        send({ type: 'error', code: 'usage', message: `unknown request ${JSON.stringify((req as { type?: unknown }).type)}` })
         return
       }
       const parsed = TaskSchema.safeParse(req.task)

@@ -13,11 +13,13 @@ export const socketPath = (home: string): string => join(home, SOCKET_NAME)
 
 export type LocalRequest =
   | { type: 'status' }
+  | { type: 'peers' }
   | { type: 'sync', task: unknown }
   | { type: 'remote-sync', from: string, task: unknown }
 
 export type LocalResponse =
   | { type: 'status', peerId: string, addrs: string[] }
+  | { type: 'peers', peers: unknown[] }
   | { type: 'event', event: unknown }
   | { type: 'report', report: unknown }
   | { type: 'error', code: string, message: string }

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs'
-import { appendFile, readFile } from 'node:fs/promises'
+import { appendFile, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
 
@@ -56,6 +56,19 @@ export class TrustList {
 
   async list (): Promise<string[]> {
     return [...parse(await readFile(this.path, 'utf8').catch(() => ''))]
+  }
+
+  /** Returns false when the peer was not trusted. Comments and other lines are kept. */
+  async remove (peer: string): Promise<boolean> {
+    const id = checkPeerId(peer)
+    const text = await readFile(this.path, 'utf8').catch(() => '')
+    const lines = text.split('\n')
+    const kept = lines.filter(l => l.replace(/#.*/, '').trim().split(/\s+/)[0] !== id)
+    if (kept.length === lines.length) return false
+    const tmp = `${this.path}.${process.pid}.tmp`
+    await writeFile(tmp, kept.join('\n'), { mode: 0o600 })
+    await rename(tmp, this.path)
+    return true
   }
 
   /** Returns false when the peer was already trusted. */

@@ -44,7 +44,7 @@ describe('shaped LAN of network namespaces', { skip: avail.ok ? false : `network
     process.stdout.write(`# 4 shaped targets: ${r.report.totals.seconds.toFixed(2)} s for ${(r.report.totals.bytes / 4 / 1048576).toFixed(1)} MiB each\n`);
   });
 
-  test('mDNS finds the peers inside the namespaces: a sync by bare PeerIds works, and nothing reaches the host namespace', { timeout: 300_000 }, async () => {
+  test('mDNS finds the peers inside the namespaces: a sync by bare PeerIds and by names works, peers lists them, and nothing reaches the host namespace', { timeout: 300_000 }, async () => {
     if (!lab.views) return;
     // listen (never send) for mDNS in the machine's own namespace during the sync
     const sock = createSocket({ type: 'udp4', reuseAddr: true });
@@ -63,6 +63,23 @@ describe('shaped LAN of network namespaces', { skip: avail.ok ? false : `network
       assert.equal(r!.code, 0, fmt(r!));
       for (const t of targets) {
         assert.equal(await rsyncOracle(lab.hostPath('h1', 'data'), lab.hostPath(t.name, 'by-id')), '', `oracle on ${t.name}`);
+      }
+      // the source lists them, found by mDNS, with their trust as seen from the source
+      const p = await lab.runCli(['peers', '--json'], { home: source.home });
+      assert.equal(p.code, 0, fmt(p));
+      const listed = JSON.parse(p.stdout) as { daemon: boolean; peers: Array<{ peer: string; how: string[]; addrs: string[] }> };
+      assert.equal(listed.daemon, true);
+      for (const t of targets) {
+        const row = listed.peers.find((x) => x.peer === t.peerId);
+        assert.ok(row != null && row.how.includes('mdns') && row.addrs.some((a) => a.includes('/ip4/10.99.0.')), `${t.name} listed as found by mDNS\n${p.stdout}`);
+      }
+      // names from the address book work as targets
+      await lab.runCli(['peers', 'add', 'web-a', targets[0]!.peerId], { home: source.home });
+      await lab.runCli(['peers', 'add', 'web-b', targets[1]!.addr], { home: source.home });
+      const n = await lab.syncJson(['-t', 'web-a,web-b', '--src', lab.common('data'), '--dst', lab.common('by-name')], { home: source.home, timeoutMs: 120_000 });
+      assert.equal(n.code, 0, fmt(n));
+      for (const t of targets.slice(0, 2)) {
+        assert.equal(await rsyncOracle(lab.hostPath('h1', 'data'), lab.hostPath(t.name, 'by-name')), '', `oracle on ${t.name} (by name)`);
       }
     } finally {
       sock.close();
