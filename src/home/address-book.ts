@@ -1,7 +1,6 @@
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { multiaddr } from '@multiformats/multiaddr'
-import { checkPeerId } from './trust.js'
+import { parseTarget } from '../node/targets.js'
 
 export const ADDRESS_BOOK_FILE = 'peers.json'
 
@@ -41,15 +40,13 @@ export class AddressBook {
   /** `target`: a multiaddr ending in /p2p/<PeerId>, or a bare PeerId. */
   async add (name: string, target: string): Promise<NamedPeer> {
     if (!NAME.test(name) || name.startsWith('12D3Koo') || name.startsWith('Qm')) throw new AddressBookError(`bad name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-', and nothing that looks like a PeerId`)
-    let entry: NamedPeer
-    if (target.startsWith('/')) {
-      const ma = multiaddr(target)
-      const id = ma.getComponents().findLast(c => c.name === 'p2p')?.value
-      if (id == null) throw new AddressBookError(`${target}: the multiaddr must include /p2p/<PeerId>`)
-      entry = { peer: checkPeerId(id), addrs: [ma.toString()] }
-    } else {
-      entry = { peer: checkPeerId(target), addrs: [] }
+    let parsed
+    try {
+      parsed = parseTarget(target)
+    } catch (err) {
+      throw new AddressBookError((err as Error).message)
     }
+    const entry: NamedPeer = { peer: parsed.peer, addrs: target.startsWith('/') ? [parsed.dial.toString()] : [] }
     const names = await this.all()
     names[name] = entry
     await this.save(names)
