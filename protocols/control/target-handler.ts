@@ -1,4 +1,5 @@
-import { isAbsolute, normalize } from 'node:path'
+import { realpath } from 'node:fs/promises'
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson } from '../framing/json.js'
@@ -26,14 +27,34 @@ export class ControlRefusal extends Error {
   constructor (readonly code: string, message: string) { super(message) }
 }
 
-function checkDestination (dst: string, roots: string[]): string {
+const within = (path: string, root: string): boolean => path === root || path.startsWith(root === '/' ? '/' : root + '/')
+
+/**
+ * The destination must be absolute and, when roots are configured, lie under one of them
+ * both as written and as resolved: the deepest part of it that exists is resolved with
+ * realpath, so a symlink (even one a trusted source planted earlier) cannot lead out.
+ */
+async function checkDestination (dst: string, roots: string[]): Promise<string> {
   if (!isAbsolute(dst)) throw new ControlRefusal('bad-destination', `destination must be an absolute path, got ${JSON.stringify(dst)}`)
   if (dst.includes('\0')) throw new ControlRefusal('bad-destination', 'destination contains NUL')
   const norm = normalize(dst).replace(/\/+$/, '') || '/'
-  if (roots.length > 0 && !roots.some(r => norm === r || norm.startsWith(r === '/' ? '/' : r + '/'))) {
-    throw new ControlRefusal('destination-not-allowed', `destination ${norm} is outside the allowed roots: ${roots.join(', ')}`)
+  if (roots.length === 0) return norm
+  const refuse = (): never => { throw new ControlRefusal('destination-not-allowed', `destination ${norm} is outside the allowed roots: ${roots.join(', ')}`) }
+  if (!roots.some(r => within(norm, r))) refuse()
+  let existing = norm
+  let rest = ''
+  for (;;) {
+    const real = await realpath(existing).catch(() => undefined)
+    if (real != null) {
+      const resolved = rest === '' ? real : join(real, rest)
+      const realRoots = await Promise.all(roots.map(async r => await realpath(r).catch(() => r)))
+      if (!realRoots.some(r => within(resolved, r))) refuse()
+      return norm
+    }
+    if (existing === '/') refuse()
+    rest = rest === '' ? basename(existing) : join(basename(existing), rest)
+    existing = dirname(existing)
   }
-  return norm
 }
 
 /**
@@ -54,7 +75,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const open = await expectJson(fs, OpenMsg, stepSignal())
     if (open.version !== PROTOCOL_VERSION) throw new ControlRefusal('version', `protocol version ${open.version} not supported (this daemon speaks ${PROTOCOL_VERSION})`)
     if (open.entryCount > MAX_ENTRIES) throw new ControlRefusal('too-large', `manifest of ${open.entryCount} entries exceeds the limit of ${MAX_ENTRIES}`)
-    const dst = checkDestination(open.dst, opts.allowedRoots)
+    const dst = await checkDestination(open.dst, opts.allowedRoots)
     opts.sessions.lockDestination(dst, open.session)
     locked = { dst, id: open.session }
 

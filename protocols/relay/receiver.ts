@@ -43,6 +43,9 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     let localChain: Promise<void> = Promise.resolve()
     let forwardChain: Promise<void> = Promise.resolve()
     let failure: Error | undefined
+    const fail = (err: Error): void => {
+      if (failure == null) { failure = err; fs.abort(err) }
+    }
     // returns once the frame is handed to the sink (order kept); `done` settles when it is on disk
     const applyLocal = async (f: DataFrame, payload: Uint8Array[]): Promise<{ done: Promise<void> }> => {
       switch (f.kind) {
@@ -99,19 +102,20 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       if (f.kind === FrameKind.End) {
         // END goes to children through ChildLink.finish, which then waits for their verdict
         await Promise.all([localChain, forwardChain])
+        if (failure != null) throw failure
         break
       }
       forwardQueue.push(chunks)
-      forwardChain = forwardChain.then(pumpForward)
+      // every promise here ends in fail(): a bad frame aborts this stream, never the process
+      forwardChain = forwardChain.then(pumpForward).catch(fail)
       const handed = localChain.then(async () => await applyLocal(f, payload))
-      localChain = handed.then(() => {})
+      localChain = handed.then(() => {}, fail)
       const stored = handed.then(async h => { await h.done })
       Promise.all([forwardChain, stored]).then(() => {
+        if (failure != null) return
         session.progress = { files: sink.filesDone, bytes: sink.bytesDone }
         credit(frameBytes)
-      }).catch((err: Error) => {
-        if (failure == null) { failure = err; fs.abort(err) }
-      })
+      }).catch(fail)
     }
     const result = await sink.end()
     await writeJson(fs, { type: 'done', ok: result.failures.length === 0, error: result.failures[0] }).catch(() => {})

@@ -148,6 +148,6 @@ export class FileSink {
   }
 
   private fail (e: Entry, err: Error): void {
-    this.result.failures.push(`${e.path}: ${err.message}`)
+    this.result.failures.push(err.message.startsWith(`${e.path}: `) ? err.message : `${e.path}: ${err.message}`)
   }
 }
