@@ -77,6 +77,9 @@ function num (v: unknown): number | undefined {
   return n
 }
 
+// a closed pipe on stdout (e.g. `gosync id | head -1`) is not an error worth a stack trace
+process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0) })
+
 main(process.argv.slice(2)).then((code) => {
   // exit once output is flushed, even if a library left a handle open
   process.exitCode = code

@@ -2,7 +2,7 @@ import { connectLocal, requestLocal } from '../../src/daemon/local-api.js'
 import type { KnownPeer } from '../../src/daemon/peer-tracker.js'
 import { AddressBook, AddressBookError } from '../../src/home/address-book.js'
 import { TrustList } from '../../src/home/trust.js'
-import { ensureHome, resolveHome } from '../../src/identity/identity.js'
+import { ensureHome, resolveHome } from '../../src/home/home.js'
 import { UsageError } from '../exit-codes.js'
 
 /** `gosync peers [add NAME TARGET | rm NAME] [--json]` */

@@ -1,11 +1,11 @@
 import { isAbsolute, join, resolve } from 'node:path'
+// Only what talking to a running daemon needs is imported up front; the libp2p stack
+// (~0.4 s to load) is imported only when this process must be the source itself.
 import { connectLocal, requestLocal } from '../../src/daemon/local-api.js'
-import { loadOrCreateKey, resolveHome } from '../../src/identity/identity.js'
+import { resolveHome } from '../../src/home/home.js'
 import { AddressBook } from '../../src/home/address-book.js'
-import { createNode } from '../../src/node/create-node.js'
 import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
-import { parseTarget, runSync, TaskError, type SyncTask } from '../../src/sync/run-sync.js'
-import { runRemoteTask } from '../../protocols/task/index.js'
+import type { SyncTask } from '../../src/sync/run-sync.js'
 import { EXIT, UsageError } from '../exit-codes.js'
 import { ProgressLine, renderReport } from '../render.js'
 
@@ -23,6 +23,7 @@ export interface SyncArgs {
   stallTimeout?: number
 }
 
+/** Checks that need no libp2p code; targets are checked where they are parsed (checkTargets, or by the daemon). */
 export function buildTask (a: SyncArgs): SyncTask {
   if (a.targets == null || String(a.targets).trim() === '') throw new UsageError('missing -t/--targets')
   if (a.src == null || a.src === '') throw new UsageError('missing --src')
@@ -31,12 +32,6 @@ export function buildTask (a: SyncArgs): SyncTask {
   if (!isAbsolute(String(a.dst))) throw new UsageError('--dst must be an absolute path (it names a directory on every target)')
   const targets = String(a.targets).split(',').map(s => s.trim()).filter(s => s !== '')
   if (targets.length === 0) throw new UsageError('no targets in -t')
-  for (const t of targets) {
-    try { parseTarget(t) } catch (err) { throw new UsageError((err as Error).message) }
-  }
-  if (a.from != null) {
-    try { parseTarget(a.from) } catch (err) { throw new UsageError(`--from: ${(err as Error).message}`) }
-  }
   if (a.fanout != null && (!Number.isInteger(a.fanout) || a.fanout < 1 || a.fanout > 64)) throw new UsageError('--fanout must be an integer from 1 to 64')
   if (a.stallTimeout != null && !(a.stallTimeout >= 1 && a.stallTimeout <= 3600)) throw new UsageError('--stall-timeout must be 1 to 3600 seconds')
   return {
@@ -48,6 +43,16 @@ export function buildTask (a: SyncArgs): SyncTask {
     dryRun: a.dryRun,
     fanout: a.fanout,
     stallMs: a.stallTimeout != null ? a.stallTimeout * 1000 : undefined
+  }
+}
+
+async function checkTargets (task: SyncTask, from?: string): Promise<void> {
+  const { parseTarget } = await import('../../src/node/targets.js')
+  for (const t of task.targets) {
+    try { parseTarget(t) } catch (err) { throw new UsageError((err as Error).message) }
+  }
+  if (from != null) {
+    try { parseTarget(from) } catch (err) { throw new UsageError(`--from: ${(err as Error).message}`) }
   }
 }
 
@@ -77,9 +82,14 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
         else if (r.type === 'report') report = r.report as SyncReport
         else if (r.type === 'error') throw new DaemonTaskError(r.code, r.message)
       })
-      if (report == null) throw new TaskError('the daemon closed the connection without a report')
+      if (report == null) throw new Error('the daemon closed the connection without a report')
     } else {
       // no daemon in this home: this process is the source (or the client of --from)
+      await checkTargets(task, a.from)
+      const [{ createNode }, { loadOrCreateKey }, { runSync }, { runRemoteTask }] = await Promise.all([
+        import('../../src/node/create-node.js'), import('../../src/identity/identity.js'),
+        import('../../src/sync/run-sync.js'), import('../../protocols/task/index.js')
+      ])
       const node = await createNode({ privateKey: await loadOrCreateKey(home), listen: [], mdns: false })
       try {
         report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent) : await runSync(node, task, onEvent, { hashCacheDir: join(home, 'hashcache') })
@@ -90,6 +100,7 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
   } catch (err) {
     progress?.clear()
     const e = err as Error
+    if (e instanceof UsageError) throw e
     if (e instanceof DaemonTaskError && e.code === 'usage') throw new UsageError(e.message)
     if (a.json) process.stdout.write(JSON.stringify({ ok: false, error: e.message }) + '\n')
     process.stderr.write(`gosync: ${e.message}\n`)

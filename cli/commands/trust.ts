@@ -1,4 +1,4 @@
-import { ensureHome, resolveHome } from '../../src/identity/identity.js'
+import { ensureHome, resolveHome } from '../../src/home/home.js'
 import { checkPeerId, InvalidPeerIdError, TrustList } from '../../src/home/trust.js'
 import { UsageError } from '../exit-codes.js'
 

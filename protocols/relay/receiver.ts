@@ -7,9 +7,12 @@ import { FileSink } from '../../src/sync/file-sink.js'
 import type { TargetSession } from '../../src/sync/target-session.js'
 import { ChildLink } from './child-link.js'
 import { WINDOW_BYTES } from './consts.js'
+import { Watchdog } from '../../src/util/watchdog.js'
 
 /** Credit is returned at least every this many bytes (well below the window). */
 const CREDIT_BATCH = 1024 * 1024
+/** ... or at the latest this long after the first byte owed. */
+const CREDIT_DELAY_MS = 5
 import { BadFrameError, decodeFrame, FrameKind, type DataFrame } from './frames.js'
 
 const inflate = promisify(inflateRaw)
@@ -34,6 +37,8 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     }
   })).then(links => links.filter((l): l is ChildLink => l != null))
   let links: ChildLink[] = []
+  // one timer for the whole stream, pushed back by every frame (a timeout signal per read costs a timer each)
+  const watchdog = new Watchdog(stallMs, `no data from parent ${relay.parent} for ${stallMs} ms`)
   const finished = Promise.withResolvers<void>()
   session.attachReceiver((err) => { fs.abort(err) }, finished.promise)
   try {
@@ -66,7 +71,8 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       forwardQueue = []
       await Promise.all(links.map(async l => { await l.send(frames) }))
     }
-    // credit is coalesced: one message per event-loop turn or per CREDIT_BATCH bytes
+    // credit is coalesced: at once per CREDIT_BATCH bytes, else within CREDIT_DELAY_MS (each
+    // message costs a muxer frame and a socket write; the window is much larger than the batch)
     let owed = 0
     let creditScheduled = false
     const sendCredit = (): void => {
@@ -79,15 +85,16 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     const credit = (n: number): void => {
       owed += n
       if (owed >= CREDIT_BATCH) sendCredit()
-      else if (!creditScheduled) { creditScheduled = true; setImmediate(sendCredit) }
+      else if (!creditScheduled) { creditScheduled = true; setTimeout(sendCredit, CREDIT_DELAY_MS) }
     }
     for (;;) {
       let frame
       try {
-        frame = await fs.read(AbortSignal.timeout(stallMs))
+        frame = await fs.read(watchdog.signal)
       } catch (err) {
         throw failure ?? err
       }
+      watchdog.touch()
       if (failure != null) throw failure
       if (frame == null) throw new BadFrameError('parent closed the relay stream before END')
       session.touch()
@@ -117,11 +124,13 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
         credit(frameBytes)
       }).catch(fail)
     }
+    watchdog.stop()
     const result = await sink.end()
     await writeJson(fs, { type: 'done', ok: result.failures.length === 0, error: result.failures[0] }).catch(() => {})
     await fs.closeWrite()
     session.relayFinished(result)
   } catch (err) {
+    watchdog.stop()
     await sink.abort()
     const e = err as Error
     fs.abort(e)

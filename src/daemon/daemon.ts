@@ -10,6 +10,7 @@ import { loadOrCreateKey } from '../identity/identity.js'
 import { createNode, type MuxerName } from '../node/create-node.js'
 import { SessionRegistry } from '../sync/sessions.js'
 import { runSync, TaskError } from '../sync/run-sync.js'
+import { parseTarget } from '../node/targets.js'
 import { serveLocalApi, socketPath } from './local-api.js'
 import { PeerTracker } from './peer-tracker.js'
 import { unlink } from 'node:fs/promises'
@@ -71,6 +72,12 @@ export class Daemon {
       }
       const parsed = TaskSchema.safeParse(req.task)
       if (!parsed.success) { send({ type: 'error', code: 'usage', message: `bad task: ${parsed.error.issues[0]?.message}` }); return }
+      try {
+        for (const t of [...parsed.data.targets, ...(req.type === 'remote-sync' ? [req.from] : [])]) parseTarget(t)
+      } catch (err) {
+        send({ type: 'error', code: 'usage', message: (err as Error).message })
+        return
+      }
       try {
         const onEvent = (event: unknown): void => { send({ type: 'event', event }) }
         const report = req.type === 'sync' ? await runSync(node, parsed.data, onEvent, sourceOpts) : await runRemoteTask(node, req.from, parsed.data, onEvent)

@@ -9,11 +9,24 @@ export class HashMismatchError extends Error {
   override name = 'HashMismatchError'
 }
 
+const tempPrefix = randomBytes(5).toString('hex')
+let tempCounter = 0
+
 export function tempNameIn (dir: string): string {
-  return join(dir, TEMP_PREFIX + randomBytes(8).toString('hex'))
+  // unique without a random draw per file: a per-process random prefix and a counter
+  return join(dir, `${TEMP_PREFIX}${tempPrefix}${(tempCounter++).toString(16).padStart(6, '0')}`)
 }
 
 const isRoot = process.getuid?.() === 0
+const euid = process.geteuid?.() ?? -1
+const egid = process.getegid?.() ?? -1
+/** read once: new files get (mode & ~umask) */
+const umask = process.umask()
+
+/** Permission bits for a new temp file: the final ones, but always readable and writable by us. */
+function createMode (mode: number): number {
+  return (mode & 0o777) | 0o600
+}
 
 /**
  * Writes one file under a temp name in its final directory and renames it into place
@@ -32,8 +45,9 @@ export class AtomicFileWriter {
 
   static async create (finalPath: string, entry: Entry): Promise<AtomicFileWriter> {
     const w = new AtomicFileWriter(finalPath, entry)
-    // 'wx' = O_CREAT|O_EXCL: never opens an existing file or follows a planted symlink
-    w.fh = await open(w.tempPath, 'wx', 0o600)
+    // 'wx' = O_CREAT|O_EXCL: never opens an existing file or follows a planted symlink.
+    // Created with the final permission bits when the umask allows, to spare a chmod.
+    w.fh = await open(w.tempPath, 'wx', createMode(entry.mode))
     return w
   }
 
@@ -85,9 +99,10 @@ export class AtomicFileWriter {
       if (digest !== this.entry.hash) throw new HashMismatchError(`${this.entry.path}: SHA-256 ${digest} does not match the manifest`)
       const fh = this.fh!
       await fh.sync()
-      // chown before chmod: chown clears setuid/setgid bits
-      if (isRoot && this.entry.uid != null && this.entry.gid != null) await fh.chown(this.entry.uid, this.entry.gid)
-      await fh.chmod(this.entry.mode)
+      // chown before chmod: chown clears setuid/setgid bits. Both only when needed.
+      const chown = isRoot && this.entry.uid != null && this.entry.gid != null && (this.entry.uid !== euid || this.entry.gid !== egid)
+      if (chown) await fh.chown(this.entry.uid!, this.entry.gid!)
+      if (chown || (createMode(this.entry.mode) & ~umask) !== this.entry.mode) await fh.chmod(this.entry.mode)
       await fh.utimes(new Date(), utimesValue(this.entry))
       await fh.close()
       this.fh = undefined

@@ -1,6 +1,5 @@
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { parseTarget } from '../node/targets.js'
 
 export const ADDRESS_BOOK_FILE = 'peers.json'
 
@@ -42,7 +41,7 @@ export class AddressBook {
     if (!NAME.test(name) || name.startsWith('12D3Koo') || name.startsWith('Qm')) throw new AddressBookError(`bad name ${JSON.stringify(name)}: use letters, digits, '.', '_' or '-', and nothing that looks like a PeerId`)
     let parsed
     try {
-      parsed = parseTarget(target)
+      parsed = (await import('../node/targets.js')).parseTarget(target)
     } catch (err) {
       throw new AddressBookError((err as Error).message)
     }

@@ -1,20 +1,13 @@
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { homedir } from 'node:os'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
+import { ensureHome } from '../home/home.js'
 
 export const KEY_FILE = 'identity.key'
 
-/** --home, else $GOSYNC_HOME, else ~/.gosync */
-export function resolveHome (home?: string): string {
-  return home ?? process.env.GOSYNC_HOME ?? join(homedir(), '.gosync')
-}
-
-export async function ensureHome (home: string): Promise<void> {
-  await mkdir(home, { recursive: true, mode: 0o700 })
-}
+export { resolveHome, ensureHome } from '../home/home.js'
 
 /** The node's stable Ed25519 key: created once (mode 0600), then reused. */
 export async function loadOrCreateKey (home: string): Promise<PrivateKey> {
