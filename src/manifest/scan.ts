@@ -1,4 +1,5 @@
-import { lstat, readdir, readlink, stat } from 'node:fs/promises'
+import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { comparePaths } from './paths.js'
 import { manifestDigest } from './digest.js'
@@ -9,6 +10,8 @@ import type { BigIntStats } from 'node:fs'
 
 /** Our own temp files (atomic writer) are invisible to scans on both ends. */
 export const TEMP_PREFIX = '.gosync-tmp-'
+/** Entries stat-ed between two turns of the event loop during a scan. */
+const YIELD_EVERY = 1000
 export function isTempName (name: string): boolean {
   return name.startsWith(TEMP_PREFIX)
 }
@@ -47,51 +50,61 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
   const entries: Entry[] = []
   const warn = opts.onWarning ?? (() => {})
 
-  async function walk (rel: string): Promise<void> {
-    opts.signal?.throwIfAborted()
+  // Synchronous lstat/readdir/readlink: ~4 µs each, against ~30 µs for the thread-pool
+  // versions here; the event loop gets a turn every YIELD_EVERY entries.
+  let sinceYield = 0
+  const dirs = ['']
+  while (dirs.length > 0) {
+    const rel = dirs.pop()!
+    if (++sinceYield >= YIELD_EVERY) {
+      sinceYield = 0
+      await new Promise(resolve => setImmediate(resolve))
+      opts.signal?.throwIfAborted()
+    }
     const abs = rel === '' ? root : join(root, rel)
     let names: string[]
     try {
-      names = await readdir(abs)
+      names = readdirSync(abs)
     } catch (err: any) {
       warn(`cannot read directory ${rel === '' ? '.' : rel}: ${err.code ?? err.message}`)
-      return
+      continue
     }
-    // lstat and readlink cost a system call each: issue them together (libuv runs them in parallel)
-    const subdirs: string[] = []
-    await Promise.all(names.map(async (name) => {
-      if (isTempName(name)) return
+    for (const name of names) {
+      if (isTempName(name)) continue
       if (name.includes('\uFFFD')) {
         warn(`skipping a name under ${rel === '' ? '.' : rel} that is not valid UTF-8`)
-        return
+        continue
+      }
+      if (++sinceYield >= YIELD_EVERY) {
+        sinceYield = 0
+        await new Promise(resolve => setImmediate(resolve))
+        opts.signal?.throwIfAborted()
       }
       const path = rel === '' ? name : `${rel}/${name}`
       let st: BigIntStats
       try {
-        st = await lstat(join(root, path), { bigint: true })
+        st = lstatSync(join(root, path), { bigint: true })
       } catch (err: any) {
         if (err.code !== 'ENOENT') warn(`cannot stat ${path}: ${err.code ?? err.message}`)
-        return
+        continue
       }
       const base = { path, mode: Number(st.mode) & 0o7777, ...timeOf(st), uid: Number(st.uid), gid: Number(st.gid), ino: Number(st.ino) }
       if (st.isDirectory()) {
         entries.push({ ...base, type: 'dir', size: 0 })
-        subdirs.push(path)
+        dirs.push(path)
       } else if (st.isFile()) {
         entries.push({ ...base, type: 'file', size: Number(st.size) })
       } else if (st.isSymbolicLink()) {
         try {
-          entries.push({ ...base, type: 'symlink', size: 0, target: await readlink(join(root, path)) })
+          entries.push({ ...base, type: 'symlink', size: 0, target: readlinkSync(join(root, path)) })
         } catch (err: any) {
           warn(`cannot read link ${path}: ${err.code ?? err.message}`)
         }
       } else {
         warn(`skipping ${path}: not a regular file, directory or symlink`)
       }
-    }))
-    await Promise.all(subdirs.map(walk))
+    }
   }
-  await walk('')
   entries.sort((a, b) => comparePaths(a.path, b.path))
 
   if (opts.hash) {
