@@ -4,7 +4,7 @@ export const DEFAULT_FRAME_BYTES = 1024 * 1024
 export const MIN_FRAME_BYTES = 16 * 1024
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024
 /** Bytes a parent may have in flight to one child before it waits for credit. Bounds every node's memory. */
-export const WINDOW_BYTES = 8 * 1024 * 1024
+export const WINDOW_BYTES = 4 * 1024 * 1024
 /** A child must accept a relay stream within this time. */
 export const ACCEPT_TIMEOUT_MS = 15_000
 export const MAX_INBOUND_STREAMS = 64
