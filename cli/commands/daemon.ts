@@ -23,6 +23,7 @@ export async function daemonCommand (a: DaemonArgs): Promise<number> {
   })
   const log = (msg: string): void => { process.stderr.write(`gosync: ${msg}\n`) }
   if (a.trustAll) log('WARNING: --trust-all: any peer that can reach this daemon may write to it. Use only in a closed lab.')
+  if (a.allowRoot.length === 0) log('note: no --allow-root given: trusted peers may write to any absolute path this user can write')
   const daemon = new Daemon({
     home: resolveHome(a.home),
     listen: a.listen.length > 0 ? a.listen : ['/ip4/0.0.0.0/tcp/4001'],
