@@ -29,6 +29,19 @@ async function main (argv: string[]): Promise<number> {
     .option('--home <dir>', 'state directory')
     .action((peer, o) => { action = async () => await (await import('./commands/trust.js')).trustCommand(String(peer), o) })
 
+  cli.command('swarm-key', 'Create <home>/swarm.key (a private network: copy it to every host)')
+    .option('--home <dir>', 'state directory')
+    .action((o) => {
+      action = async () => {
+        const [{ createSwarmKey }, { ensureHome, resolveHome }] = await Promise.all([import('../src/home/swarm-key.js'), import('../src/home/home.js')])
+        const home = resolveHome(o.home)
+        await ensureHome(home)
+        const r = await createSwarmKey(home)
+        process.stdout.write(`${r.path}${r.created ? '' : ' (already there, kept)'}\n`)
+        return EXIT.OK
+      }
+    })
+
   cli.command('untrust <peerid>', 'Stop trusting a peer')
     .option('--home <dir>', 'state directory')
     .action((peer, o) => { action = async () => await (await import('./commands/trust.js')).untrustCommand(String(peer), o) })

@@ -90,7 +90,8 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
         import('../../src/node/create-node.js'), import('../../src/identity/identity.js'),
         import('../../src/sync/run-sync.js'), import('../../protocols/task/index.js')
       ])
-      const node = await createNode({ privateKey: await loadOrCreateKey(home), listen: [], mdns: false })
+      const { loadSwarmKey } = await import('../../src/home/swarm-key.js')
+      const node = await createNode({ privateKey: await loadOrCreateKey(home), listen: [], mdns: false, swarmKey: await loadSwarmKey(home) })
       try {
         report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent) : await runSync(node, task, onEvent, { hashCacheDir: join(home, 'hashcache') })
       } finally {

@@ -6,6 +6,7 @@ import { handleRelayStream } from '../../protocols/relay/handler.js'
 import { RELAY_PROTOCOL, MAX_INBOUND_STREAMS as RELAY_STREAMS } from '../../protocols/relay/consts.js'
 import { handleTaskStream, runRemoteTask, TASK_PROTOCOL, TaskSchema } from '../../protocols/task/index.js'
 import { TrustList } from '../home/trust.js'
+import { loadSwarmKey } from '../home/swarm-key.js'
 import { loadOrCreateKey } from '../identity/identity.js'
 import { createNode, type MuxerName } from '../node/create-node.js'
 import { SessionRegistry } from '../sync/sessions.js'
@@ -43,7 +44,7 @@ export class Daemon {
   async start (): Promise<void> {
     const { opts } = this
     const stallMs = opts.stallMs ?? DEFAULT_STALL_TIMEOUT_MS
-    const node = await createNode({ privateKey: await loadOrCreateKey(opts.home), listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers })
+    const node = await createNode({ privateKey: await loadOrCreateKey(opts.home), listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers, swarmKey: await loadSwarmKey(opts.home) })
     this.node = node
     const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
     const sourceOpts = { hashCacheDir: join(opts.home, 'hashcache') }

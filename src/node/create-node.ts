@@ -4,6 +4,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { mplex } from '@libp2p/mplex'
 import { mdns } from '@libp2p/mdns'
+import { preSharedKey } from '@libp2p/pnet'
 import type { Libp2p, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
 
 export type MuxerName = 'yamux' | 'mplex'
@@ -15,6 +16,8 @@ export interface NodeOptions {
   mdns: boolean
   /** in order of preference; default yamux (flow control) then mplex */
   muxers?: MuxerName[]
+  /** private-network key file content (<home>/swarm.key): only holders can connect */
+  swarmKey?: Uint8Array
 }
 
 /** The one place the libp2p stack is configured: TCP, Noise, yamux + mplex, optional mDNS. */
@@ -32,6 +35,7 @@ export async function createNode (opts: NodeOptions): Promise<Libp2p> {
     connectionEncrypters: [noise()],
     streamMuxers: (opts.muxers ?? ['yamux', 'mplex']).map(m => muxers[m]()),
     peerDiscovery: opts.mdns ? [mdns({ serviceTag: 'gosync' } as any)] : [],
-    connectionManager: { maxConnections: 512 }
+    connectionManager: { maxConnections: 512 },
+    ...(opts.swarmKey != null ? { connectionProtector: preSharedKey({ psk: opts.swarmKey }) } : {})
   })
 }
