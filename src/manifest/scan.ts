@@ -22,6 +22,8 @@ export interface ScanOptions {
   hashCache?: HashCache
   /** called for entries that are skipped (sockets, fifos, devices, unreadable) */
   onWarning?: (message: string) => void
+  /** called with the relative path of every temp file met (they are never entries) */
+  onTempFile?: (path: string) => void
   signal?: AbortSignal
   /** files hashed in parallel */
   hashConcurrency?: number
@@ -70,7 +72,10 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
       continue
     }
     for (const name of names) {
-      if (isTempName(name)) continue
+      if (isTempName(name)) {
+        opts.onTempFile?.(rel === '' ? name : `${rel}/${name}`)
+        continue
+      }
       if (name.includes('\uFFFD')) {
         warn(`skipping a name under ${rel === '' ? '.' : rel} that is not valid UTF-8`)
         continue

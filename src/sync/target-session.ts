@@ -1,4 +1,4 @@
-import { chmod, lstat } from 'node:fs/promises'
+import { chmod, lstat, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { diffTrees, isNoop, resolveVerified, type TargetChanges } from '../diff/diff.js'
 import { applyStructure, finalizeDirectories, prepareRoot } from '../fs/apply.js'
@@ -43,6 +43,8 @@ export class TargetSession {
   changes?: TargetChanges
   counts: ChangeCounts = { created: 0, deleted: 0, updated: 0 }
   relay?: RelayAssignment
+  /** temp files of earlier, dead sessions found (and removed) in the destination */
+  staleTempFiles = 0
   private relayClaimed = false
   /** set once the session stops taking data (finished or given up) */
   private closed = false
@@ -68,7 +70,14 @@ export class TargetSession {
     const { manifest } = this.init
     const exists = await lstat(this.init.dst).then(() => true, () => false)
     if (!this.init.dryRun) await prepareRoot(this.init.dst)
-    const local = exists ? (await scanTree(this.init.dst, { hash: false, onWarning: this.init.onWarning, signal })).entries : []
+    // temp files left by a session that died (crash, kill, power loss): this session holds
+    // the destination's lock, so no live writer owns any of them
+    const stale: string[] = []
+    const local = exists ? (await scanTree(this.init.dst, { hash: false, onWarning: this.init.onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
+    if (!this.init.dryRun) {
+      for (const p of stale) await rm(join(this.init.dst, p), { force: true, recursive: true }).catch(() => {})
+    }
+    this.staleTempFiles = stale.length
     let changes = diffTrees(manifest.entries, local, { delete: this.init.delete, owners: isRoot })
     if (changes.verify.length > 0) {
       const hashes = new Map<number, string | undefined>()
