@@ -2,7 +2,7 @@
  * Test lab: several gosync "hosts" on one machine.
  *
  * Every daemon runs in its own private mount namespace in which its own host
- * directory (`<root>/hosts/<name>`) is bind-mounted at ONE common path
+ * directory (`<root>/hosts/<name>`, with any mounts below it: --rbind) is bind-mounted at ONE common path
  * (`<root>/mnt`). So `--dst <root>/mnt/dst` names a different directory on every
  * host, as on real machines, while the test process reaches each host's files at
  * `<root>/hosts/<name>/...` (see `Lab.hostPath`). Homes (`<root>/homes/<name>`)
@@ -448,7 +448,7 @@ export class Lab {
       ...(opts.wrap ?? []),
       ...(this.views
         ? ['unshare', '--mount', '--propagation', 'private',
-           'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', hostDir, this.mnt, ...node]
+           'sh', '-c', 'mount --rbind "$1" "$2" && shift 2 && exec "$@"', 'sh', hostDir, this.mnt, ...node]
         : node),
     ];
     const command = `gosync ${quoteArgs(args)}`;
