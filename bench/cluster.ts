@@ -106,7 +106,7 @@ export class Cluster {
   }
 
   /** `gosync sync -t <targets in order> --src common(src) --dst common(dst) --json`, through h1's daemon. */
-  async gosync(targets: string[], src: string, dst: string, timeoutMs: number, opts: { coldHashCache: boolean }): Promise<GosyncRun> {
+  async gosync(targets: string[], src: string, dst: string, timeoutMs: number, opts: { coldHashCache: boolean, fanout?: number }): Promise<GosyncRun> {
     const coldHashCache = opts.coldHashCache;
     // the source daemon keeps <home>/hashcache (path, size, mtime, inode -> SHA-256); emptied,
     // the source hashes every file again, as on the first push of new content
@@ -120,7 +120,7 @@ export class Cluster {
     const sysOf = () => ({ source: sysCpuSeconds(this.nodePid.get('h1')!), targets: targets.map((t) => sysCpuSeconds(this.nodePid.get(t)!)) });
     const c0 = cpuOf();
     const s0 = sysOf();
-    const args = ['-t', addrs, '--src', this.lab.common(src), '--dst', this.lab.common(dst)];
+    const args = ['-t', addrs, '--src', this.lab.common(src), '--dst', this.lab.common(dst), ...(opts.fanout != null ? ['--fanout', String(opts.fanout)] : [])];
     let r;
     try {
       r = await this.lab.syncJson(args, { home: this.daemons.get('h1')!.home, wrap: this.net.wrap('h1'), timeoutMs });

@@ -26,6 +26,8 @@ export interface Options {
   quick: boolean;
   /** keep the source's hash cache between runs (default: emptied before every first sync) */
   warmHashCache: boolean;
+  /** children per node in gosync's relay trees (default: gosync's own, a chain) */
+  fanout?: number;
 }
 
 export interface PartResult {
@@ -158,7 +160,7 @@ export async function part1(o: Options, sshd: string | undefined, sshReason: str
           checkInterrupted();
           const gDst = `g-${sizeMiB}-n${n}-r${run}`;
           syncDisks();
-          const gr = await c.gosync(targets, srcRel, gDst, timeoutFor(S, 20, n), { coldHashCache: !o.warmHashCache });
+          const gr = await c.gosync(targets, srcRel, gDst, timeoutFor(S, 20, n), { coldHashCache: !o.warmHashCache, fanout: o.fanout });
           const gOk = checkGosync(`part 1, ${sizeMiB} MiB to N=${n}, run ${run}`, gr, 'ok', n);
           if (!gOk) gr.seconds = NaN;
           if (run === 1) gCorrect = gOk && (await oracle(`part 1 gosync ${sizeMiB} MiB N=${n} (leaf ${leaf})`, c.lab.hostPath('h1', srcRel), c.lab.hostPath(leaf, gDst)));
@@ -275,7 +277,7 @@ async function part2(c: Cluster, o: Options, probe: unknown): Promise<PartResult
   for (let run = 1; run <= o.runs; run++) {
     checkInterrupted();
     syncDisks();
-    const gr = await c.gosync(['h2'], 'large', `large-g${run}`, timeoutFor(S, 20), { coldHashCache: !o.warmHashCache });
+    const gr = await c.gosync(['h2'], 'large', `large-g${run}`, timeoutFor(S, 20), { coldHashCache: !o.warmHashCache, fanout: o.fanout });
     const gOk = checkGosync(`part 2 run ${run}`, gr, 'ok', 1);
     if (!gOk) gr.seconds = NaN;
     if (run === 1) gCorrect = gOk && (await oracle('part 2 gosync', c.lab.hostPath('h1', 'large'), c.lab.hostPath('h2', `large-g${run}`)));
@@ -330,7 +332,7 @@ async function part3(c: Cluster, o: Options): Promise<PartResult> {
     checkInterrupted();
     const gDst = `many-g${run}`;
     syncDisks();
-    const first = await c.gosync(['h2'], 'many', gDst, 600_000, { coldHashCache: !o.warmHashCache });
+    const first = await c.gosync(['h2'], 'many', gDst, 600_000, { coldHashCache: !o.warmHashCache, fanout: o.fanout });
     const fOk = checkGosync(`part 3 first sync, run ${run}`, first, 'ok', 1);
     if (!fOk) first.seconds = NaN;
     if (run === 1) gCorrect = fOk && (await oracle('part 3 gosync', c.lab.hostPath('h1', 'many'), c.lab.hostPath('h2', gDst)));
@@ -407,7 +409,7 @@ async function part4(c: Cluster, o: Options): Promise<PartResult> {
     const idle = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, statusKb(p, 'VmRSS')]));
     syncDisks();
     const sampler = sampleRss(pids, 100);
-    const gr = await c.gosync(['h2', 'h3'], 'huge', `huge-r${run}`, timeoutFor(S, 10, 2), { coldHashCache: !o.warmHashCache });
+    const gr = await c.gosync(['h2', 'h3'], 'huge', `huge-r${run}`, timeoutFor(S, 10, 2), { coldHashCache: !o.warmHashCache, fanout: o.fanout });
     const sampled = sampler.stop();
     const hwm = Object.fromEntries(Object.entries(pids).map(([k, p]) => [k, statusKb(p, 'VmHWM')]));
     const ok = checkGosync(`part 4 run ${run}`, gr, 'ok', 2);

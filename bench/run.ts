@@ -12,6 +12,7 @@
  *   --files 20000       part 3 file count
  *   --rss-mib 2048      part 4 file size
  *   --no-rsync          skip the rsync-over-ssh baseline
+ *   --fanout N          children per node in gosync's relay trees (default: a chain)
  *   --warm-hash-cache   keep the source daemon's hash cache (after one untimed warm-up sync);
  *                       by default it is emptied before every timed first sync, so the
  *                       source hashes its files as on the first push of new content
@@ -62,6 +63,7 @@ function parseArgs(argv: string[]): Options {
       case '--rss-mib': o.rssMiB = int(val(), flag); break;
       case '--no-rsync': o.rsync = false; break;
       case '--warm-hash-cache': o.warmHashCache = true; break;
+      case '--fanout': o.fanout = int(val(), flag); break;
       case '--out': o.out = val() ?? usage('--out wants a file'); break;
       case '-h': case '--help': usage();
       default: usage(`unknown option ${a}`);
