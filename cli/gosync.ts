@@ -19,7 +19,9 @@ async function main (argv: string[]): Promise<number> {
     .option('--allow-root <dir>', 'accept destinations only under this directory (repeatable)', many)
     .option('--muxer <name>', 'stream muxers to offer, in order: yamux, mplex (default both)', many)
     .option('--stall-timeout <seconds>', 'fail a peer that makes no progress for this long (default 30)')
-    .action((o) => { action = async () => await (await import('./commands/daemon.js')).daemonCommand({ ...o, trustAll: o.trustAll === true, mdns: o.mdns !== false, listen: [o.listen].flat(), trust: [o.trust].flat(), allowRoot: [o.allowRoot].flat(), muxer: [o.muxer].flat(), stallTimeout: num(o.stallTimeout) }) })
+    .option('--bootstrap <multiaddr>', 'a known peer to stay connected to: peer routing (DHT) and relaying across networks (repeatable)', many)
+    .option('--relay-service', 'relay connections for gosync peers that cannot reach each other directly')
+    .action((o) => { action = async () => await (await import('./commands/daemon.js')).daemonCommand({ ...o, bootstrap: [o.bootstrap].flat(), relayService: o.relayService === true, trustAll: o.trustAll === true, mdns: o.mdns !== false, listen: [o.listen].flat(), trust: [o.trust].flat(), allowRoot: [o.allowRoot].flat(), muxer: [o.muxer].flat(), stallTimeout: num(o.stallTimeout) }) })
 
   cli.command('id', "Print this home's PeerId, then the daemon's addresses if it runs")
     .option('--home <dir>', 'state directory')

@@ -14,6 +14,8 @@ export interface DaemonArgs {
   allowRoot: string[]
   muxer: string[]
   stallTimeout?: number
+  bootstrap: string[]
+  relayService: boolean
 }
 
 export async function daemonCommand (a: DaemonArgs): Promise<number> {
@@ -33,6 +35,11 @@ export async function daemonCommand (a: DaemonArgs): Promise<number> {
     allowedRoots: a.allowRoot.map(r => resolve(r)),
     muxers: muxers.length > 0 ? muxers : undefined,
     stallMs: a.stallTimeout != null ? a.stallTimeout * 1000 : undefined,
+    bootstrap: a.bootstrap.map((b) => {
+      if (!b.includes('/p2p/')) throw new UsageError(`--bootstrap ${b}: the multiaddr must include /p2p/<PeerId>`)
+      return b
+    }),
+    relayService: a.relayService,
     log
   })
   await daemon.start()

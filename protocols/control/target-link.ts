@@ -2,6 +2,7 @@ import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
+import { dialPeer } from '../../src/node/dial.js'
 import { readJson, writeJson, ProtocolError } from '../framing/json.js'
 import type { Manifest } from '../../src/manifest/types.js'
 import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, MAX_CONTROL_FRAME, PROTOCOL_VERSION } from './consts.js'
@@ -46,8 +47,8 @@ export class TargetLink {
     const signal = AbortSignal.timeout(DIAL_TIMEOUT_MS)
     let conn, stream
     try {
-      conn = await node.dial(target, { signal })
-      stream = await conn.newStream(CONTROL_PROTOCOL, { signal })
+      conn = await dialPeer(node, target, signal)
+      stream = await conn.newStream(CONTROL_PROTOCOL, { signal, runOnLimitedConnection: true })
     } catch (err) {
       if (signal.aborted || (err as Error).name === 'TimeoutError') throw new TargetStalledError(`could not connect within ${DIAL_TIMEOUT_MS / 1000} s`)
       throw err

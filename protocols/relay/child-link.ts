@@ -2,6 +2,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
+import { dialPeer } from '../../src/node/dial.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
 import { ChildMsg, END_FRAME } from './frames.js'
@@ -35,8 +36,16 @@ export class ChildLink {
 
   static async open (node: Libp2p, child: ChildTarget, session: string, classId: number, stallTimeoutMs: number): Promise<ChildLink> {
     const signal = AbortSignal.timeout(ACCEPT_TIMEOUT_MS)
-    const target = child.addrs.length > 0 ? child.addrs.map(a => multiaddr(a)) : peerIdFromString(child.peer)
-    const stream = await node.dialProtocol(target, RELAY_PROTOCOL, { signal })
+    // the source's view of the child's address may not work from here (another subnet, a
+    // relay address): fall back to whatever this node knows of the child, then to relays
+    let conn
+    try {
+      conn = await dialPeer(node, child.addrs.length > 0 ? child.addrs.map(a => multiaddr(a)) : peerIdFromString(child.peer), signal)
+    } catch (err) {
+      if (child.addrs.length === 0 || signal.aborted) throw err
+      conn = await dialPeer(node, peerIdFromString(child.peer), signal)
+    }
+    const stream = await conn.newStream(RELAY_PROTOCOL, { signal, runOnLimitedConnection: true })
     const fs = new FramedStream(stream, { maxFrameBytes: 1 << 20 })
     try {
       await writeJson(fs, { type: 'hello', session, classId }, signal)

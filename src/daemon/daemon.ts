@@ -26,6 +26,8 @@ export interface DaemonOptions {
   /** destinations this daemon accepts; empty = any absolute path */
   allowedRoots: string[]
   muxers?: MuxerName[]
+  bootstrap?: string[]
+  relayService?: boolean
   stallMs?: number
   log: (msg: string) => void
 }
@@ -44,20 +46,20 @@ export class Daemon {
   async start (): Promise<void> {
     const { opts } = this
     const stallMs = opts.stallMs ?? DEFAULT_STALL_TIMEOUT_MS
-    const node = await createNode({ privateKey: await loadOrCreateKey(opts.home), listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers, swarmKey: await loadSwarmKey(opts.home) })
+    const node = await createNode({ privateKey: await loadOrCreateKey(opts.home), listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers, swarmKey: await loadSwarmKey(opts.home), bootstrap: opts.bootstrap, relayService: opts.relayService })
     this.node = node
     const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
     const sourceOpts = { hashCacheDir: join(opts.home, 'hashcache') }
     const tracker = new PeerTracker(node, isTrusted)
     await node.handle(CONTROL_PROTOCOL, async (stream, connection) => {
       await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, log: opts.log })
-    }, { maxInboundStreams: CONTROL_STREAMS })
+    }, { maxInboundStreams: CONTROL_STREAMS, runOnLimitedConnection: true })
     await node.handle(RELAY_PROTOCOL, async (stream, connection) => {
       await handleRelayStream(node, stream, connection, this.sessions, stallMs)
-    }, { maxInboundStreams: RELAY_STREAMS, maxOutboundStreams: RELAY_STREAMS })
+    }, { maxInboundStreams: RELAY_STREAMS, maxOutboundStreams: RELAY_STREAMS, runOnLimitedConnection: true })
     await node.handle(TASK_PROTOCOL, async (stream, connection) => {
       await handleTaskStream(node, stream, connection, isTrusted, sourceOpts)
-    })
+    }, { runOnLimitedConnection: true })
     this.server = await serveLocalApi(opts.home, async (req, send) => {
       if (req.type === 'status') {
         send({ type: 'status', peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String) })

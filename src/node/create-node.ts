@@ -5,6 +5,11 @@ import { yamux } from '@libp2p/yamux'
 import { mplex } from '@libp2p/mplex'
 import { mdns } from '@libp2p/mdns'
 import { preSharedKey } from '@libp2p/pnet'
+import { bootstrap } from '@libp2p/bootstrap'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import type { Libp2p, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
 
 export type MuxerName = 'yamux' | 'mplex'
@@ -18,9 +23,20 @@ export interface NodeOptions {
   muxers?: MuxerName[]
   /** private-network key file content (<home>/swarm.key): only holders can connect */
   swarmKey?: Uint8Array
+  /**
+   * Known peers (multiaddrs with /p2p/) to connect to at start and keep: they answer
+   * peer-routing queries (a private Kademlia DHT) and, if they run a relay service, relay
+   * for hosts that cannot reach each other. Enables the DHT and circuit-relay transport.
+   */
+  bootstrap?: string[]
+  /** serve as a circuit relay (v2) for other gosync nodes, without the default 2 min / 128 KiB limits */
+  relayService?: boolean
 }
 
-/** The one place the libp2p stack is configured: TCP, Noise, yamux + mplex, optional mDNS. */
+/** Our own DHT: gosync peers must not join (or leak into) the public IPFS DHT. */
+const DHT_PROTOCOL = '/gosync/kad/1.0.0'
+
+/** The one place the libp2p stack is configured: TCP, Noise, yamux + mplex; optional mDNS, swarm key, DHT, relay. */
 export async function createNode (opts: NodeOptions): Promise<Libp2p> {
   const muxers: Record<MuxerName, () => (components: any) => StreamMuxerFactory> = {
     // window grows to 4 MiB: enough for a LAN's bandwidth-delay product
@@ -28,13 +44,31 @@ export async function createNode (opts: NodeOptions): Promise<Libp2p> {
     // mplex has no flow control (our relay adds credit); allow our burst of streams per connection
     mplex: () => mplex({ disconnectThreshold: 1000 })
   }
+  const bootstrapList = opts.bootstrap ?? []
+  const wide = bootstrapList.length > 0 || opts.relayService === true
+  const services: Record<string, any> = {}
+  if (wide) {
+    services.identify = identify()
+    services.ping = ping()
+    // LAN and lab addresses are private: keep them (the default mapper drops them)
+    services.dht = kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper })
+  }
+  if (opts.relayService === true) {
+    // a sync is neither short nor small: no per-connection duration or data limit
+    services.relay = circuitRelayServer({ reservations: { applyDefaultLimit: false, maxReservations: 256 } })
+  }
   return await createLibp2p({
     privateKey: opts.privateKey,
-    addresses: { listen: opts.listen },
-    transports: [tcp()],
+    // with known peers, also take a reservation on any of them that relays (…/p2p-circuit)
+    addresses: { listen: bootstrapList.length > 0 && opts.listen.length > 0 ? [...opts.listen, '/p2p-circuit'] : opts.listen },
+    transports: wide ? [tcp(), circuitRelayTransport()] : [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: (opts.muxers ?? ['yamux', 'mplex']).map(m => muxers[m]()),
-    peerDiscovery: opts.mdns ? [mdns({ serviceTag: 'gosync' } as any)] : [],
+    peerDiscovery: [
+      ...(opts.mdns ? [mdns({ serviceTag: 'gosync' } as any)] : []),
+      ...(bootstrapList.length > 0 ? [bootstrap({ list: bootstrapList })] : [])
+    ],
+    services,
     connectionManager: { maxConnections: 512 },
     ...(opts.swarmKey != null ? { connectionProtector: preSharedKey({ psk: opts.swarmKey }) } : {})
   })

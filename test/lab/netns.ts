@@ -127,6 +127,64 @@ export class NetLab {
     }
   }
 
+  /**
+   * Two subnets with no route between them: hosts a1..aN on 10.99.1.0/24 (bridge A),
+   * b1..bM on 10.99.2.0/24 (bridge B), and a host `relay` with one leg in each
+   * (10.99.1.254 and 10.99.2.254) that does not forward IP. Only an application-level
+   * relay on `relay` can connect the two sides.
+   */
+  static createTwoSubnets(opts: { a: number; b: number }): NetLab {
+    const lab = new NetLab(`g${randomBytes(2).toString('hex')}`);
+    liveLabs.add(lab);
+    if (!hookInstalled) {
+      hookInstalled = true;
+      process.on('exit', () => { for (const l of liveLabs) l.destroy(); });
+    }
+    try {
+      const p = lab.prefix;
+      const sw = { a: `${p}swa`, b: `${p}swb` };
+      for (const ns of [sw.a, sw.b]) {
+        lab.addNs(ns);
+        run(['ip', '-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
+        run(['ip', '-n', ns, 'link', 'set', 'br0', 'up']);
+      }
+      let k = 0;
+      const attach = (ns: string, side: 'a' | 'b', ifname: string, ip: string): void => {
+        const hostEnd = `${p}e${k}`;
+        const swEnd = `${p}s${k}`;
+        k++;
+        run(['ip', 'link', 'add', hostEnd, 'type', 'veth', 'peer', 'name', swEnd]);
+        run(['ip', 'link', 'set', hostEnd, 'netns', ns]);
+        run(['ip', 'link', 'set', swEnd, 'netns', sw[side]]);
+        run(['ip', '-n', ns, 'link', 'set', hostEnd, 'name', ifname]);
+        run(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', ifname]);
+        run(['ip', '-n', ns, 'link', 'set', ifname, 'up']);
+        run(['ip', '-n', sw[side], 'link', 'set', swEnd, 'master', 'br0']);
+        run(['ip', '-n', sw[side], 'link', 'set', swEnd, 'up']);
+      };
+      const relayNs = `${p}relay`;
+      lab.addNs(relayNs);
+      run(['ip', 'netns', 'exec', relayNs, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0']);
+      attach(relayNs, 'a', 'eth0', '10.99.1.254');
+      attach(relayNs, 'b', 'eth1', '10.99.2.254');
+      lab.hosts.push({ name: 'relay', ns: relayNs, ip: '10.99.1.254' });
+      for (const [side, n] of [['a', opts.a], ['b', opts.b]] as const) {
+        for (let i = 0; i < n; i++) {
+          const name = `${side}${i + 1}`;
+          const ns = `${p}${name}`;
+          lab.addNs(ns);
+          const ip = `10.99.${side === 'a' ? 1 : 2}.${i + 1}`;
+          attach(ns, side, 'eth0', ip);
+          lab.hosts.push({ name, ns, ip });
+        }
+      }
+    } catch (e) {
+      lab.destroy();
+      throw e;
+    }
+    return lab;
+  }
+
   host(name: string): NetHost {
     const h = this.hosts.find((x) => x.name === name);
     if (!h) throw new Error(`no host ${name}`);
