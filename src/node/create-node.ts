@@ -10,6 +10,7 @@ import { identify } from '@libp2p/identify'
 import { ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import type { Libp2p, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
 
 export type MuxerName = 'yamux' | 'mplex'
@@ -52,6 +53,8 @@ export async function createNode (opts: NodeOptions): Promise<Libp2p> {
     services.ping = ping()
     // LAN and lab addresses are private: keep them (the default mapper drops them)
     services.dht = kadDHT({ protocol: DHT_PROTOCOL, clientMode: false, peerInfoMapper: passthroughMapper })
+    // upgrade a relayed connection to a direct one by hole punching, where both ends have public addresses
+    services.dcutr = dcutr()
   }
   if (opts.relayService === true) {
     // a sync is neither short nor small: no per-connection duration or data limit
