@@ -65,13 +65,26 @@ export class NetLab {
     }
   }
 
-  static create(opts: NetLabOptions): NetLab {
+  /** A new, empty lab, destroyed by an exit hook if the test process dies first. */
+  private static fresh(): NetLab {
     const lab = new NetLab(`g${randomBytes(2).toString('hex')}`);
     liveLabs.add(lab);
     if (!hookInstalled) {
       hookInstalled = true;
       process.on('exit', () => { for (const l of liveLabs) l.destroy(); });
     }
+    return lab;
+  }
+
+  /** A switch namespace with a bridge br0. */
+  private addSwitch(ns: string): void {
+    this.addNs(ns);
+    run(['ip', '-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
+    run(['ip', '-n', ns, 'link', 'set', 'br0', 'up']);
+  }
+
+  static create(opts: NetLabOptions): NetLab {
+    const lab = NetLab.fresh();
     try {
       lab.build(opts);
     } catch (e) {
@@ -90,9 +103,7 @@ export class NetLab {
   private build(opts: NetLabOptions): void {
     const p = this.prefix;
     const sw = `${p}sw`;
-    this.addNs(sw);
-    run(['ip', '-n', sw, 'link', 'add', 'br0', 'type', 'bridge']);
-    run(['ip', '-n', sw, 'link', 'set', 'br0', 'up']);
+    this.addSwitch(sw);
     for (let i = 0; i < opts.hosts; i++) {
       const name = `h${i + 1}`;
       const ns = `${p}${name}`;
@@ -134,20 +145,12 @@ export class NetLab {
    * relay on `relay` can connect the two sides.
    */
   static createTwoSubnets(opts: { a: number; b: number }): NetLab {
-    const lab = new NetLab(`g${randomBytes(2).toString('hex')}`);
-    liveLabs.add(lab);
-    if (!hookInstalled) {
-      hookInstalled = true;
-      process.on('exit', () => { for (const l of liveLabs) l.destroy(); });
-    }
+    const lab = NetLab.fresh();
     try {
       const p = lab.prefix;
       const sw = { a: `${p}swa`, b: `${p}swb` };
-      for (const ns of [sw.a, sw.b]) {
-        lab.addNs(ns);
-        run(['ip', '-n', ns, 'link', 'add', 'br0', 'type', 'bridge']);
-        run(['ip', '-n', ns, 'link', 'set', 'br0', 'up']);
-      }
+      lab.addSwitch(sw.a);
+      lab.addSwitch(sw.b);
       let k = 0;
       const attach = (ns: string, side: 'a' | 'b', ifname: string, ip: string): void => {
         const hostEnd = `${p}e${k}`;
