@@ -40,7 +40,8 @@ type Of<T extends Msg['type']> = Extract<Msg, { type: T }>
  */
 export class TargetLink {
   progress = { files: 0, bytes: 0 }
-  childFailures: Array<{ peer: string, error: string }> = []
+  /** a relay child of this target failed (reported by the target; the child reports its own outcome too) */
+  onChildFailed?: (peer: string, error: string) => void
   private constructor (readonly peer: string, readonly remoteAddr: string, readonly muxer: string | undefined, private readonly fs: FramedStream, private readonly stallMs: number) {}
 
   static async open (node: Libp2p, target: PeerId | Multiaddr | Multiaddr[], stallMs: number): Promise<TargetLink> {
@@ -78,7 +79,7 @@ export class TargetLink {
       if (m == null) throw new ProtocolError(`target closed the control stream while we waited for '${want}'`)
       if (m.type === 'error') throw new RemoteError(m.code, m.message)
       if (m.type === 'heartbeat') { this.progress = { files: m.files, bytes: m.bytes }; continue }
-      if (m.type === 'child-failed') { this.childFailures.push({ peer: m.peer, error: m.error }); continue }
+      if (m.type === 'child-failed') { this.onChildFailed?.(m.peer, m.error); continue }
       if (m.type !== want) throw new ProtocolError(`expected '${want}', got '${m.type}'`)
       return m as Of<T>
     }

@@ -138,6 +138,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       if (peer != null && seen.has(peer)) throw new TaskError('target listed twice')
       if (peer != null) seen.add(peer)
       t.link = await TargetLink.open(node, dial, stallMs)
+      t.link.onChildFailed = (peer, error) => { onEvent({ type: 'warning', message: `relay from ${t.link!.peer} to ${peer}: ${error}` }) }
       t.report.peer = t.link.peer
       t.report.muxer = t.link.muxer
       await t.link.sendManifest({ session, dst: task.dst, delete: task.delete, dryRun: task.dryRun, compress: task.compress }, manifest)
