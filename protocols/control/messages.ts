@@ -50,7 +50,14 @@ export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, EntriesMsg, Mani
 
 // target → source
 export const Counts = z.object({ created: uint, deleted: uint, updated: uint })
-export const NeedsMsg = z.object({ type: z.literal('needs'), files: z.array(uint).max(1_000_000), bytes: uint, changes: Counts })
+export const NeedsMsg = z.object({
+  type: z.literal('needs'),
+  files: z.array(uint).max(1_000_000),
+  bytes: uint,
+  /** [file index, offset]: continue these files at the offset (the target kept a part) */
+  resume: z.array(z.tuple([uint, uint])).max(1_000_000).optional(),
+  changes: Counts
+})
 export const ReadyMsg = z.object({ type: z.literal('ready') })
 export const HeartbeatMsg = z.object({ type: z.literal('heartbeat'), files: uint, bytes: uint })
 export const ChildFailedMsg = z.object({ type: z.literal('child-failed'), peer: peerId, error: z.string().max(4096) })

@@ -104,7 +104,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     }, HEARTBEAT_MS)
 
     const needs = await session.prepare()
-    await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, changes: session.counts })
+    await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, resume: needs.resume, changes: session.counts })
     // the plan may take a while: the source waits for every target's needs first
     const plan = await expectJson(fs, PlanMsg, AbortSignal.timeout(PLAN_TIMEOUT_MS))
     if (plan.relay != null && (open.dryRun || needs.files.length === 0)) throw new ControlRefusal('bad-plan', 'relay assigned to a target that needs no data')

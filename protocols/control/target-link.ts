@@ -85,7 +85,7 @@ export class TargetLink {
     }
   }
 
-  async needs (): Promise<{ files: number[], bytes: number, changes: Counts }> {
+  async needs (): Promise<{ files: number[], bytes: number, resume?: Array<[number, number]>, changes: Counts }> {
     return await this.next('needs')
   }
 

@@ -1,4 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto'
+import { constants } from 'node:fs'
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { TEMP_PREFIX } from '../manifest/scan.js'
@@ -11,6 +12,14 @@ export class HashMismatchError extends Error {
 
 const tempPrefix = randomBytes(5).toString('hex')
 let tempCounter = 0
+
+/** Prefix of kept parts of interrupted files: a temp name too (scans never list it). */
+export const PART_PREFIX = TEMP_PREFIX + 'part-'
+
+/** Where the part of `entry`'s content is kept: same directory, named by the content hash. */
+export function partialPathFor (finalPath: string, entry: Entry): string {
+  return join(dirname(finalPath), PART_PREFIX + (entry.hash ?? '').slice(0, 40))
+}
 
 export function tempNameIn (dir: string): string {
   // unique without a random draw per file: a per-process random prefix and a counter
@@ -41,6 +50,47 @@ export class AtomicFileWriter {
 
   private constructor (readonly finalPath: string, readonly entry: Entry) {
     this.tempPath = tempNameIn(dirname(finalPath))
+  }
+
+/**
+   * Continue an interrupted file: the part kept by keepPartial() is moved to a fresh temp
+   * name, cut to `offset` and its first `offset` bytes returned through `prefix` (the caller
+   * re-hashes them). Throws when no part of at least `offset` bytes exists.
+   */
+  static async resume (finalPath: string, entry: Entry, offset: number, prefix: (chunk: Uint8Array) => void): Promise<AtomicFileWriter> {
+    const w = new AtomicFileWriter(finalPath, entry)
+    const part = partialPathFor(finalPath, entry)
+    await rename(part, w.tempPath)
+    w.fh = await open(w.tempPath, constants.O_RDWR | constants.O_NOFOLLOW)
+    try {
+      const st = await w.fh.stat()
+      if (!st.isFile() || st.size < offset) throw new HashMismatchError(`${entry.path}: the kept part has ${st.size} bytes, cannot resume at ${offset}`)
+      await w.fh.truncate(offset)
+      const buf = Buffer.allocUnsafe(Math.min(offset, 1 << 20) || 1)
+      let pos = 0
+      while (pos < offset) {
+        const { bytesRead } = await w.fh.read(buf, 0, Math.min(buf.length, offset - pos), pos)
+        if (bytesRead === 0) throw new HashMismatchError(`${entry.path}: the kept part ended early`)
+        prefix(buf.subarray(0, bytesRead))
+        pos += bytesRead
+      }
+      w.written = offset
+      return w
+    } catch (err) {
+      await w.abort()
+      throw err
+    }
+  }
+
+  /**
+   * Keep what was written (the source or a relay died): the temp file becomes the part of
+   * this content, resumed by a later session instead of sent again. Nothing at the final path.
+   */
+  async keepPartial (): Promise<void> {
+    if (this.written === 0) { await this.abort(); return }
+    await this.fh?.close().catch(() => {})
+    this.fh = undefined
+    await rename(this.tempPath, partialPathFor(this.finalPath, this.entry)).catch(async () => { await unlink(this.tempPath).catch(() => {}) })
   }
 
   static async create (finalPath: string, entry: Entry): Promise<AtomicFileWriter> {

@@ -1,22 +1,26 @@
 /**
- * Targets that need exactly the same files form one class; each class gets its own
- * relay tree. Targets needing nothing belong to no class.
+ * Targets that need exactly the same files (and resume the same files at the same
+ * offsets) form one class; each class gets its own relay tree, since every member must
+ * accept the same frames. Targets needing nothing belong to no class.
  */
 export interface TransferClass<T> {
   /** source indices of the files this class needs, ascending */
   files: number[]
+  /** files the class continues from a kept part: index → offset */
+  offsets: Map<number, number>
   members: T[]
 }
 
-export function classify<T> (needs: ReadonlyArray<{ target: T, files: readonly number[] }>): Array<TransferClass<T>> {
+export function classify<T> (needs: ReadonlyArray<{ target: T, files: readonly number[], resume?: ReadonlyArray<readonly [number, number]> }>): Array<TransferClass<T>> {
   const byKey = new Map<string, TransferClass<T>>()
-  for (const { target, files } of needs) {
+  for (const { target, files, resume } of needs) {
     if (files.length === 0) continue
     const sorted = [...files].sort((a, b) => a - b)
-    const key = sorted.join(',')
+    const offsets = [...(resume ?? [])].sort((a, b) => a[0] - b[0])
+    const key = sorted.join(',') + '|' + offsets.map(([i, o]) => `${i}@${o}`).join(',')
     let c = byKey.get(key)
     if (c == null) {
-      c = { files: sorted, members: [] }
+      c = { files: sorted, offsets: new Map(offsets.map(([i, o]) => [i, o])), members: [] }
       byKey.set(key, c)
     }
     c.members.push(target)

@@ -25,6 +25,8 @@ interface OpenFile {
   /** resolves to the writer, or undefined if it could not be created */
   writer: Promise<AtomicFileWriter | undefined>
   received: number
+  /** where this session started the file (a resumed part) */
+  offset: number
   hash: Hash
   writes: Array<Promise<void>>
   failed: boolean
@@ -44,23 +46,28 @@ export class FileSink {
   private readonly inFlight = new Set<Promise<void>>()
   private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
 
-  constructor (private readonly dst: DestinationRoot, private readonly entries: readonly Entry[], private readonly files: readonly number[]) {}
+  constructor (private readonly dst: DestinationRoot, private readonly entries: readonly Entry[], private readonly files: readonly number[], private readonly offsets: ReadonlyMap<number, number> = new Map()) {}
 
   get filesDone (): number { return this.result.files }
   get bytesDone (): number { return this.result.bytes }
 
   /** Start the next file; waits while MAX_FILES_IN_FLIGHT files are still being written. */
   async begin (index: number, offset: number): Promise<void> {
-    if (this.current != null) throw new SequenceError(`BEGIN ${index} before file ${this.current.entry.path} was complete`)
-    if (this.next >= this.files.length || this.files[this.next] !== index) throw new SequenceError(`unexpected file index ${index}`)
-    if (offset !== 0) throw new SequenceError('resuming at an offset is not supported by this version')
+    if (this.current != null) throw this.violation(`BEGIN ${index} before file ${this.current.entry.path} was complete`)
+    if (this.next >= this.files.length || this.files[this.next] !== index) throw this.violation(`unexpected file index ${index}`)
+    if (offset !== (this.offsets.get(index) ?? 0)) throw this.violation(`file index ${index} begins at ${offset}, this target asked for ${this.offsets.get(index) ?? 0}`)
     this.next++
     const entry = this.entries[index]
+    const hash = createHash('sha256')
     const writer = this.dst.resolve(entry.path)
-      .then(async abs => await AtomicFileWriter.create(abs, entry))
+      .then(async abs => offset > 0
+        ? await AtomicFileWriter.resume(abs, entry, offset, (chunk) => { hash.update(chunk) })
+        : await AtomicFileWriter.create(abs, entry))
       .catch((err: Error) => { this.fail(entry, err); return undefined })
-    const file: OpenFile = { entry, writer, received: 0, hash: createHash('sha256'), writes: [], failed: false }
+    const file: OpenFile = { entry, writer, received: offset, offset, hash, writes: [], failed: false }
     this.current = file
+    // a resumed file hashes its kept prefix first: later DATA must wait for that
+    if (offset > 0) await writer
     if (entry.size === 0) this.complete(file)
     while (this.inFlight.size >= MAX_FILES_IN_FLIGHT) await Promise.race(this.inFlight)
   }
@@ -71,13 +78,13 @@ export class FileSink {
    */
   async data (chunk: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const file = this.current
-    if (file == null) throw new SequenceError('DATA outside a file')
+    if (file == null) throw this.violation('DATA outside a file')
     const parts: Uint8Array[] = chunk instanceof Uint8Array ? [chunk] : [...chunk]
     let len = 0
     for (const p of parts) len += p.byteLength
     const position = file.received
     file.received += len
-    if (file.received > file.entry.size) throw new SequenceError(`${file.entry.path}: more data than its size ${file.entry.size}`)
+    if (file.received > file.entry.size) throw this.violation(`${file.entry.path}: more data than its size ${file.entry.size}`)
     for (const p of parts) file.hash.update(p)
     const written = file.writer.then(async (w) => {
       if (w == null || file.failed) return
@@ -98,13 +105,13 @@ export class FileSink {
   async skip (index: number, reason: string): Promise<void> {
     const file = this.current
     if (file != null) {
-      if (this.entries[index] !== file.entry) throw new SequenceError(`SKIP ${index} while another file is open`)
+      if (this.entries[index] !== file.entry) throw this.violation(`SKIP ${index} while another file is open`)
       this.current = undefined
       file.failed = true
       await Promise.all(file.writes)
       await file.writer.then(async w => { await w?.abort() })
     } else {
-      if (this.files[this.next] !== index) throw new SequenceError(`unexpected SKIP of file index ${index}`)
+      if (this.files[this.next] !== index) throw this.violation(`unexpected SKIP of file index ${index}`)
       this.next++
     }
     this.result.failures.push(`${this.entries[index].path}: not sent by the source (${reason})`)
@@ -112,20 +119,22 @@ export class FileSink {
 
   /** END frame: every expected file must have been accounted for; waits for every commit. */
   async end (): Promise<SinkResult> {
-    if (this.current != null) throw new SequenceError(`END while ${this.current.entry.path} is incomplete`)
-    if (this.next !== this.files.length) throw new SequenceError(`END after ${this.next} of ${this.files.length} files`)
+    if (this.current != null) throw this.violation(`END while ${this.current.entry.path} is incomplete`)
+    if (this.next !== this.files.length) throw this.violation(`END after ${this.next} of ${this.files.length} files`)
     await Promise.all(this.inFlight)
     return this.result
   }
 
+  /** The session ends early: the file being received is kept as a part for a later session (unless it failed). */
   async abort (): Promise<void> {
     const file = this.current
     this.current = undefined
     await Promise.all(this.inFlight)
     if (file != null) {
+      const keep = !file.failed
       file.failed = true
       await Promise.all(file.writes)
-      await file.writer.then(async w => { await w?.abort() })
+      await file.writer.then(async w => { if (keep) await w?.keepPartial(); else await w?.abort() })
     }
   }
 
@@ -139,12 +148,18 @@ export class FileSink {
       try {
         await w.commit(file.hash.digest('hex'))
         this.result.files++
-        this.result.bytes += file.entry.size
+        this.result.bytes += file.entry.size - file.offset
       } catch (err) {
         this.fail(file.entry, err as Error)
       }
     }).finally(() => { this.inFlight.delete(p) })
     this.inFlight.add(p)
+  }
+
+  /** A frame out of order: the parent cannot be trusted with the open file, so it is not kept as a part. */
+  private violation (message: string): SequenceError {
+    if (this.current != null) this.current.failed = true
+    return new SequenceError(message)
   }
 
   private fail (e: Entry, err: Error): void {

@@ -104,7 +104,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
 }
 
-interface TargetState { given: string, report: TargetReport, link?: TargetLink, files?: number[], bytes?: number, retryable?: boolean }
+interface TargetState { given: string, report: TargetReport, link?: TargetLink, files?: number[], resume?: Array<[number, number]>, bytes?: number, retryable?: boolean }
 
 interface RoundContext {
   node: Libp2p
@@ -144,10 +144,15 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       await t.link.sendManifest({ session, dst: task.dst, delete: task.delete, dryRun: task.dryRun, compress: task.compress }, manifest)
       const needs = await t.link.needs()
       t.files = needs.files
+      t.resume = needs.resume ?? []
       t.bytes = needs.bytes
       Object.assign(t.report, needs.changes)
       for (const i of needs.files) {
         if (!Number.isInteger(i) || i < 0 || i >= manifest.entries.length || manifest.entries[i].type !== 'file') throw new TaskError('target asked for an entry that is not a file of the manifest')
+      }
+      const asked = new Set(needs.files)
+      for (const [i, o] of t.resume) {
+        if (!asked.has(i) || !Number.isInteger(o) || o <= 0 || o >= manifest.entries[i].size) throw new TaskError('target asked to resume a file at an impossible offset')
       }
     } catch (err) {
       fail(t, err)
@@ -155,7 +160,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   }))
 
   const live = targets.filter(t => t.link != null && t.report.error == null)
-  const classes = task.dryRun ? [] : classify(live.map(t => ({ target: t, files: t.files! })))
+  const classes = task.dryRun ? [] : classify(live.map(t => ({ target: t, files: t.files!, resume: t.resume })))
   const bytesTotal = classes.reduce((n, c) => n + c.members.length * c.files.reduce((m, i) => m + manifest.entries[i].size, 0), 0)
   onEvent({ type: 'planned', classes: classes.length, bytesToSend: bytesTotal, targets: live.length })
 
@@ -187,7 +192,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   // layer 2 (every class at once) while layer 1 waits for every result
   const sending = classes.map(async (c, k) => {
     await sendClass(node, task.src, manifest.entries, c.files, childInfo('source', k), {
-      session, classId: k, frameBytes, compress: task.compress, stallMs,
+      session, classId: k, frameBytes, compress: task.compress, stallMs, offsets: c.offsets,
       onChildFailed: (peer, error) => { onEvent({ type: 'warning', message: `relay to ${peer}: ${error}` }) }
     }).catch((err) => { onEvent({ type: 'warning', message: `class ${k}: ${(err as Error).message}` }) })
   })

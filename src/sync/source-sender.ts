@@ -40,6 +40,8 @@ export interface SendClassOptions {
   compress: boolean
   stallMs: number
   onChildFailed: (peer: string, error: string) => void
+  /** files the class continues from a kept part: index → offset */
+  offsets?: ReadonlyMap<number, number>
 }
 
 /**
@@ -83,7 +85,7 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
   const prefetch = (k: number): void => {
     for (let j = k; j < Math.min(files.length, k + LOOKAHEAD_FILES); j++) {
       const e = entries[files[j]]
-      if (!ahead.has(j) && isSmall(e)) ahead.set(j, readWhole(join(srcRoot, e.path), e.size))
+      if (!ahead.has(j) && isSmall(e) && (opts.offsets?.get(files[j]) ?? 0) === 0) ahead.set(j, readWhole(join(srcRoot, e.path), e.size))
     }
   }
 
@@ -92,7 +94,8 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
     const index = files[k]
     const e = entries[index]
     prefetch(k)
-    if (isSmall(e)) {
+    const offset = opts.offsets?.get(index) ?? 0
+    if (isSmall(e) && offset === 0) {
       const content = await ahead.get(k)!
       ahead.delete(k)
       if (content instanceof Error) {
@@ -111,8 +114,8 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
       continue
     }
     try {
-      await sendAll([encodeBegin(index, 0)])
-      let sent = 0
+      await sendAll([encodeBegin(index, offset)])
+      let sent = offset
       // read ahead one frame while the previous one is being sent
       const readChunk = async (): Promise<Buffer> => {
         const want = Math.min(opts.frameBytes, e.size - sent)

@@ -2,6 +2,7 @@ import { chmod, lstat, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { diffTrees, isNoop, resolveVerified, type TargetChanges } from '../diff/diff.js'
 import { applyStructure, finalizeDirectories, prepareRoot } from '../fs/apply.js'
+import { partialPathFor } from '../fs/atomic-writer.js'
 import { DestinationRoot } from '../fs/safe-path.js'
 import { hashFile } from '../manifest/hash.js'
 import { scanTree } from '../manifest/scan.js'
@@ -45,6 +46,8 @@ export class TargetSession {
   relay?: RelayAssignment
   /** temp files of earlier, dead sessions found (and removed) in the destination */
   staleTempFiles = 0
+  /** files this session continues from a kept part: index → bytes already there */
+  readonly resumeOffsets = new Map<number, number>()
   private relayClaimed = false
   /** set once the session stops taking data (finished or given up) */
   private closed = false
@@ -66,7 +69,7 @@ export class TargetSession {
   get entries (): readonly Entry[] { return this.init.manifest.entries }
 
   /** Diff and (unless dry-run) apply dirs, symlinks, deletions and metadata fixes. Returns the files to fetch. */
-  async prepare (signal?: AbortSignal): Promise<{ files: number[], bytes: number }> {
+  async prepare (signal?: AbortSignal): Promise<{ files: number[], bytes: number, resume: Array<[number, number]> }> {
     const { manifest } = this.init
     const exists = await lstat(this.init.dst).then(() => true, () => false)
     if (!this.init.dryRun) await prepareRoot(this.init.dst)
@@ -74,10 +77,6 @@ export class TargetSession {
     // the destination's lock, so no live writer owns any of them
     const stale: string[] = []
     const local = exists ? (await scanTree(this.init.dst, { hash: false, onWarning: this.init.onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
-    if (!this.init.dryRun) {
-      for (const p of stale) await rm(join(this.init.dst, p), { force: true, recursive: true }).catch(() => {})
-    }
-    this.staleTempFiles = stale.length
     let changes = diffTrees(manifest.entries, local, { delete: this.init.delete, owners: isRoot })
     if (changes.verify.length > 0) {
       const hashes = new Map<number, string | undefined>()
@@ -102,7 +101,28 @@ export class TargetSession {
       if (!isRoot) await this.makeDirsWritable(local)
     }
     const bytes = changes.fetch.reduce((n, i) => n + manifest.entries[i].size, 0)
-    return { files: changes.fetch, bytes }
+    // parts of files an interrupted session kept: resume those this session needs, remove the rest
+    const keep = new Set<string>()
+    for (const i of changes.fetch) {
+      const e = manifest.entries[i]
+      const part = partialPathFor(join(this.init.dst, e.path), e)
+      const st = await lstat(part).catch(() => undefined)
+      if (st?.isFile() === true && st.size > 0 && st.size < e.size) {
+        this.resumeOffsets.set(i, st.size)
+        keep.add(part)
+      }
+    }
+    if (!this.init.dryRun) {
+      for (const p of stale) {
+        const abs = join(this.init.dst, p)
+        if (!keep.has(abs)) await rm(abs, { force: true, recursive: true }).catch(() => {})
+      }
+    } else {
+      this.resumeOffsets.clear()
+    }
+    this.staleTempFiles = stale.length - keep.size
+    const resumed = [...this.resumeOffsets.values()].reduce((n, o) => n + o, 0)
+    return { files: changes.fetch, bytes: bytes - resumed, resume: [...this.resumeOffsets] }
   }
 
   /** Existing directories we must write into but may not (e.g. 0555): owner rwx until finalizeDirectories. */

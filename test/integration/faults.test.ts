@@ -126,6 +126,14 @@ describe('faults', () => {
     assert.equal(r.code, 1, ctx(r));
     assert.equal(targetOf(r.report, victim).status, 'failed', ctx(r));
     await assertHealthy(r, 'dst-midway', 'data-big');
+    // the survivors kept what they had verified on disk and resumed there: bytes is what
+    // they received in the rounds that completed their files (never more than the tree)
+    const total = await bytesUnder(lab.hostPath('src', 'data-big'));
+    for (const d of [t1, t2]) {
+      const got = targetOf(r.report, d).bytes;
+      assert.ok(got <= total, `${d.name} received ${got} > ${total}\n${ctx(r)}`);
+      t.diagnostic(`${d.name}: ${got} of ${total} bytes sent to it after the relay died (${(100 * (1 - got / total)).toFixed(1)} % resumed from its kept part)`);
+    }
   });
 
   test('a target that does not trust the source refuses it and keeps its files', { timeout: 300_000 }, async (t) => {

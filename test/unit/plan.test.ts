@@ -13,20 +13,32 @@ describe('classify', () => {
       { target: 'E', files: [2, 3, 1] }
     ])
     assert.deepEqual(classes, [
-      { files: [1, 2, 3], members: ['A', 'C', 'E'] },
-      { files: [1, 2], members: ['D'] }
+      { files: [1, 2, 3], offsets: new Map(), members: ['A', 'C', 'E'] },
+      { files: [1, 2], offsets: new Map(), members: ['D'] }
     ])
   })
 
   test('files are sorted numerically, not as strings', () => {
     const classes = classify([{ target: 'A', files: [10, 9, 100] }, { target: 'B', files: [100, 9, 10] }])
-    assert.deepEqual(classes, [{ files: [9, 10, 100], members: ['A', 'B'] }])
+    assert.deepEqual(classes, [{ files: [9, 10, 100], offsets: new Map(), members: ['A', 'B'] }])
   })
 
   test('different sets with the same digits are different classes', () => {
     const classes = classify([{ target: 'A', files: [1, 23] }, { target: 'B', files: [12, 3] }, { target: 'C', files: [123] }])
     assert.equal(classes.length, 3)
     assert.deepEqual(classes.map(c => c.members), [['A'], ['B'], ['C']])
+  })
+
+  test('the same files resumed at different offsets are different classes', () => {
+    const classes = classify([
+      { target: 'A', files: [1, 2], resume: [[2, 100]] },
+      { target: 'B', files: [2, 1], resume: [[2, 100]] },
+      { target: 'C', files: [1, 2], resume: [[2, 50]] },
+      { target: 'D', files: [1, 2] }
+    ])
+    assert.deepEqual(classes.map(c => c.members), [['A', 'B'], ['C'], ['D']])
+    assert.deepEqual([...classes[0].offsets], [[2, 100]])
+    assert.deepEqual([...classes[2].offsets], [])
   })
 
   test('nothing needed → no classes; inputs are not mutated', () => {
