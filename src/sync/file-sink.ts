@@ -55,7 +55,7 @@ export class FileSink {
   async begin (index: number, offset: number): Promise<void> {
     if (this.current != null) throw this.violation(`BEGIN ${index} before file ${this.current.entry.path} was complete`)
     if (this.next >= this.files.length || this.files[this.next] !== index) throw this.violation(`unexpected file index ${index}`)
-    if (offset !== (this.offsets.get(index) ?? 0)) throw this.violation(`file index ${index} begins at ${offset}, this target asked for ${this.offsets.get(index) ?? 0}`)
+    if (offset !== (this.offsets.get(index) ?? 0)) throw this.violation(`file index ${index} begins at offset ${offset}, but this target asked for offset ${this.offsets.get(index) ?? 0}`)
     this.next++
     const entry = this.entries[index]
     const hash = createHash('sha256')
