@@ -2,7 +2,8 @@ import { z } from 'zod'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
-import { parseTarget, runSync, TaskError, type SourceOptions, type SyncTask } from '../../src/sync/run-sync.js'
+import { runSync, TaskError, type SourceOptions, type SyncTask } from '../../src/sync/run-sync.js'
+import { parseTarget } from '../../src/node/targets.js'
 import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
 
 /**
