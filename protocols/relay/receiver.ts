@@ -7,7 +7,6 @@ import { FileSink } from '../../src/sync/file-sink.js'
 import type { TargetSession } from '../../src/sync/target-session.js'
 import { ChildLink } from './child-link.js'
 import { WINDOW_BYTES } from './consts.js'
-import { Watchdog } from '../../src/util/watchdog.js'
 
 /** Credit is returned at least every this many bytes (well below the window). */
 const CREDIT_BATCH = 1024 * 1024
@@ -37,8 +36,6 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     }
   })).then(links => links.filter((l): l is ChildLink => l != null))
   let links: ChildLink[] = []
-  // one timer for the whole stream, pushed back by every frame (a timeout signal per read costs a timer each)
-  const watchdog = new Watchdog(stallMs, `no data from parent ${relay.parent} for ${stallMs} ms`)
   const finished = Promise.withResolvers<void>()
   session.attachReceiver((err) => { fs.abort(err) }, finished.promise)
   try {
@@ -90,11 +87,11 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     for (;;) {
       let frame
       try {
-        frame = await fs.read(watchdog.signal)
+        // no timer per read: the session's stall check (touched below) aborts this stream
+        frame = await fs.read()
       } catch (err) {
         throw failure ?? err
       }
-      watchdog.touch()
       if (failure != null) throw failure
       if (frame == null) throw new BadFrameError('parent closed the relay stream before END')
       session.touch()
@@ -124,13 +121,11 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
         credit(frameBytes)
       }).catch(fail)
     }
-    watchdog.stop()
     const result = await sink.end()
     await writeJson(fs, { type: 'done', ok: result.failures.length === 0, error: result.failures[0] }).catch(() => {})
     await fs.closeWrite()
     session.relayFinished(result)
   } catch (err) {
-    watchdog.stop()
     await sink.abort()
     const e = err as Error
     fs.abort(e)
