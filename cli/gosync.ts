@@ -63,11 +63,12 @@ async function main (argv: string[]): Promise<number> {
     .option('--from <peer>', 'run the task on this remote daemon (it must trust this home)')
     .option('--json', 'print one JSON report on stdout')
     .option('--home <dir>', 'state directory')
+    .option('--atomic', 'stage on every target; switch all only when every target has its whole tree verified, else none')
     .option('--fanout <n>', 'children per node in a relay tree (default 1: a chain)')
     .option('--stall-timeout <seconds>', 'fail a target that makes no progress for this long (default 30)')
     .action((o) => {
       action = async () => await (await import('./commands/sync.js')).syncCommand({
-        ...o, delete: o.delete === true, compress: o.compress === true, dryRun: o.dryRun === true, json: o.json === true,
+        ...o, delete: o.delete === true, compress: o.compress === true, dryRun: o.dryRun === true, atomic: o.atomic === true, json: o.json === true,
         targets: o.targets == null ? undefined : String(o.targets), fanout: num(o.fanout), stallTimeout: num(o.stallTimeout)
       })
     })

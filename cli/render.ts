@@ -19,8 +19,21 @@ function targetLine (t: TargetReport): string {
   }
 }
 
+/** A receipt line: what the target signed, and whether the signature checked out. */
+function receiptLine (t: TargetReport): string {
+  if (t.receipt == null) return '           no receipt'
+  const sig = t.receipt.signature.slice(0, 16)
+  return `           receipt: tree ${t.receipt.digest.slice(0, 16)}… signed ${sig}… ${t.receipt.verified ? '(signature verified)' : '(BAD SIGNATURE)'}`
+}
+
 export function renderReport (r: SyncReport): string {
-  const lines = r.targets.map(targetLine)
+  const lines = r.targets.flatMap(t => r.atomic === true && t.status !== 'failed' ? [targetLine(t), receiptLine(t)] : [targetLine(t)])
+  if (r.atomic === true) {
+    const bad = r.targets.filter(t => t.status === 'failed').length
+    if (r.switched !== true) lines.push('atomic: NOT switched; every target keeps its previous tree (staged files are kept for the next --atomic run)')
+    else if (bad === 0) lines.push(`atomic: all ${r.targets.length} targets switched to tree ${r.digest?.slice(0, 16) ?? '?'}…`)
+    else lines.push(`atomic: every target staged, but ${bad} failed while switching (see above)`)
+  }
   const failed = r.targets.filter(t => t.status === 'failed').length
   const unchanged = r.targets.filter(t => t.status === 'unchanged').length
   const ok = r.targets.length - failed - unchanged

@@ -16,6 +16,7 @@ export interface SyncArgs {
   delete: boolean
   compress: boolean
   dryRun: boolean
+  atomic?: boolean
   json: boolean
   from?: string
   home?: string
@@ -41,6 +42,7 @@ export function buildTask (a: SyncArgs): SyncTask {
     delete: a.delete,
     compress: a.compress,
     dryRun: a.dryRun,
+    atomic: a.atomic === true ? true : undefined,
     fanout: a.fanout,
     stallMs: a.stallTimeout != null ? a.stallTimeout * 1000 : undefined
   }

@@ -35,6 +35,8 @@ export const OpenMsg = z.object({
   delete: z.boolean(),
   dryRun: z.boolean(),
   compress: z.boolean(),
+  /** stage everything, switch only when the source says every target staged (see 'switch') */
+  atomic: z.boolean().optional(),
   entryCount: uint,
   root: WireRoot
 })
@@ -46,7 +48,12 @@ export const PlanMsg = z.object({
   /** null: this target receives no file data (it needs none) */
   relay: z.object({ classId: uint, parent: peerId, children: z.array(ChildInfo).max(1024), frameBytes: uint }).nullable()
 })
-export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, EntriesMsg, ManifestEndMsg, PlanMsg])
+/** --atomic: the source's verdict once every target has staged (or one failed) */
+export const SwitchMsg = z.object({ type: z.literal('switch'), go: z.boolean(), reason: z.string().max(4096).optional() })
+/** --atomic: sent while a staged target waits for the verdict */
+export const SourceHeartbeatMsg = z.object({ type: z.literal('heartbeat') })
+export const AwaitSwitchMsg = z.discriminatedUnion('type', [SwitchMsg, SourceHeartbeatMsg])
+export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, EntriesMsg, ManifestEndMsg, PlanMsg, SwitchMsg, SourceHeartbeatMsg])
 
 // target → source
 export const Counts = z.object({ created: uint, deleted: uint, updated: uint })
@@ -61,16 +68,21 @@ export const NeedsMsg = z.object({
 export const ReadyMsg = z.object({ type: z.literal('ready') })
 export const HeartbeatMsg = z.object({ type: z.literal('heartbeat'), files: uint, bytes: uint })
 export const ChildFailedMsg = z.object({ type: z.literal('child-failed'), peer: peerId, error: z.string().max(4096) })
+/** --atomic: every needed file is received and verified in the stage; nothing switched yet */
+export const StagedMsg = z.object({ type: z.literal('staged'), ok: z.boolean(), error: z.string().max(65536).optional(), files: uint, bytes: uint })
+/** The target's signature over its final state (see src/sync/receipt.ts) */
+export const WireReceipt = z.object({ digest: z.string().regex(/^[0-9a-f]{64}$/), signature: z.string().max(1024) })
 export const ResultMsg = z.object({
   type: z.literal('result'),
   status: z.enum(['ok', 'unchanged', 'failed']),
   error: z.string().max(65536).optional(),
   files: uint,
   bytes: uint,
-  changes: Counts
+  changes: Counts,
+  receipt: WireReceipt.optional()
 })
 export const ErrorMsg = z.object({ type: z.literal('error'), code: z.string().max(64), message: z.string().max(65536) })
-export const TargetMsg = z.discriminatedUnion('type', [NeedsMsg, ReadyMsg, HeartbeatMsg, ChildFailedMsg, ResultMsg, ErrorMsg])
+export const TargetMsg = z.discriminatedUnion('type', [NeedsMsg, ReadyMsg, HeartbeatMsg, ChildFailedMsg, StagedMsg, ResultMsg, ErrorMsg])
 export type TargetMsg = z.infer<typeof TargetMsg>
 export type Counts = z.infer<typeof Counts>
 

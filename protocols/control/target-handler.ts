@@ -8,8 +8,9 @@ import { checkManifestShape } from '../../src/manifest/validate.js'
 import type { Entry } from '../../src/manifest/types.js'
 import { TargetSession } from '../../src/sync/target-session.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
+import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.js'
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION } from './consts.js'
-import { EntriesMsg, ManifestEndMsg, OpenMsg, PlanMsg, toEntry, toRoot } from './messages.js'
+import { AwaitSwitchMsg, EntriesMsg, ManifestEndMsg, OpenMsg, PlanMsg, toEntry, toRoot } from './messages.js'
 
 export interface TargetHandlerOptions {
   node: Libp2p
@@ -18,6 +19,8 @@ export interface TargetHandlerOptions {
   /** destinations must lie under one of these; empty = any absolute path */
   allowedRoots: string[]
   stallMs: number
+  /** signs receipts with this node's identity key; none = results carry no receipt */
+  sign?: Signer
   log: (msg: string) => void
 }
 
@@ -54,6 +57,14 @@ async function checkDestination (dst: string, roots: string[]): Promise<string> 
     if (existing === '/') refuse()
     rest = rest === '' ? basename(existing) : join(basename(existing), rest)
     existing = dirname(existing)
+  }
+}
+
+/** --atomic: wait for the source's verdict; its heartbeats keep the wait alive. */
+async function awaitSwitch (fs: FramedStream, stallMs: number): Promise<{ go: boolean, reason?: string }> {
+  for (;;) {
+    const m = await expectJson(fs, AwaitSwitchMsg, AbortSignal.timeout(stallMs))
+    if (m.type === 'switch') return m
   }
 }
 
@@ -95,7 +106,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const digest = manifestDigest(root, entries)
     if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
 
-    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, manifest: { root, entries, digest }, onWarning: opts.log })
+    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, manifest: { root, entries, digest }, onWarning: opts.log })
     opts.sessions.add(session)
     const s = session
     session.onChildFailed = (peer, error) => { writeJson(fs, { type: 'child-failed', peer, error: error.slice(0, 4000) }).catch(() => {}) }
@@ -111,9 +122,23 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     if (plan.relay == null && needs.files.length > 0 && !open.dryRun) throw new ControlRefusal('bad-plan', 'no relay assigned but files are needed')
     session.setRelay(plan.relay)
     await writeJson(fs, { type: 'ready' })
-    const outcome = await session.finish(opts.stallMs)
+    let outcome = await session.finish(opts.stallMs)
+    if (session.atomic) {
+      // two-phase: report the stage, switch only on the source's word
+      clearInterval(heartbeat)
+      await writeJson(fs, { type: 'staged', ok: outcome.status !== 'failed', error: outcome.error, files: outcome.files, bytes: outcome.bytes })
+      if (outcome.status !== 'failed') {
+        const verdict = await awaitSwitch(fs, opts.stallMs)
+        heartbeat = setInterval(() => { writeJson(fs, { type: 'heartbeat', files: s.progress.files, bytes: s.progress.bytes }).catch(() => {}) }, HEARTBEAT_MS)
+        outcome = verdict.go
+          ? await session.switchOver()
+          : { ...outcome, status: 'failed', error: `staged and verified, not switched: ${verdict.reason ?? 'the source called the switch off'}` }
+      }
+    }
     clearInterval(heartbeat)
-    await writeJson(fs, { type: 'result', ...outcome })
+    let receipt: Receipt | undefined
+    if (outcome.status !== 'failed' && !open.dryRun && opts.sign != null) receipt = await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest })
+    await writeJson(fs, { type: 'result', ...outcome, receipt })
     await fs.closeWrite()
     // let the source read to the end and hang up first (closing early can lose data)
     await readJson(fs, PlanMsg, AbortSignal.timeout(10_000)).catch(() => {})

@@ -5,7 +5,7 @@ import { FramedStream } from '../framing/framed-stream.js'
 import { dialPeer } from '../../src/node/dial.js'
 import { readJson, writeJson, ProtocolError } from '../framing/json.js'
 import type { Manifest } from '../../src/manifest/types.js'
-import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, MAX_CONTROL_FRAME, PROTOCOL_VERSION } from './consts.js'
+import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, HEARTBEAT_MS, MAX_CONTROL_FRAME, PROTOCOL_VERSION } from './consts.js'
 import { TargetMsg, fromEntry, fromRoot, type Counts } from './messages.js'
 
 export class RemoteError extends Error {
@@ -22,6 +22,7 @@ export interface SessionOptions {
   delete: boolean
   dryRun: boolean
   compress: boolean
+  atomic?: boolean
 }
 
 export interface RelayPlan {
@@ -59,7 +60,7 @@ export class TargetLink {
 
   async sendManifest (opts: SessionOptions, manifest: Manifest): Promise<void> {
     const signal = AbortSignal.timeout(this.stallMs)
-    await writeJson(this.fs, { type: 'open', version: PROTOCOL_VERSION, session: opts.session, dst: opts.dst, delete: opts.delete, dryRun: opts.dryRun, compress: opts.compress, entryCount: manifest.entries.length, root: fromRoot(manifest.root) }, signal)
+    await writeJson(this.fs, { type: 'open', version: PROTOCOL_VERSION, session: opts.session, dst: opts.dst, delete: opts.delete, dryRun: opts.dryRun, compress: opts.compress, atomic: opts.atomic === true ? true : undefined, entryCount: manifest.entries.length, root: fromRoot(manifest.root) }, signal)
     for (let i = 0; i < manifest.entries.length; i += ENTRIES_PER_BATCH) {
       await writeJson(this.fs, { type: 'entries', entries: manifest.entries.slice(i, i + ENTRIES_PER_BATCH).map(fromEntry) }, AbortSignal.timeout(this.stallMs))
     }
@@ -100,5 +101,25 @@ export class TargetLink {
     return r
   }
 
-  abort (err: Error): void { this.fs.abort(err) }
+  /** --atomic: the target has received (and verified) all it needs into its stage, or failed. */
+  async staged (): Promise<Of<'staged'>> {
+    return await this.next('staged')
+  }
+
+  private beat?: NodeJS.Timeout
+  /** --atomic: heartbeats to a staged target while other targets are still on their way. */
+  keepWaiting (): void {
+    this.beat ??= setInterval(() => { writeJson(this.fs, { type: 'heartbeat' }).catch(() => {}) }, HEARTBEAT_MS)
+  }
+
+  /** --atomic: the verdict. `go`: every target staged, switch now. */
+  async sendSwitch (go: boolean, reason?: string): Promise<void> {
+    clearInterval(this.beat)
+    await writeJson(this.fs, { type: 'switch', go, reason }, AbortSignal.timeout(this.stallMs))
+  }
+
+  abort (err: Error): void {
+    clearInterval(this.beat)
+    this.fs.abort(err)
+  }
 }

@@ -24,7 +24,7 @@ const inflate = promisify(inflateRaw)
  */
 export async function runReceiver (node: Libp2p, fs: FramedStream, session: TargetSession, stallMs: number): Promise<void> {
   const relay = session.relay!
-  const sink = new FileSink(session.dst, session.entries, session.changes!.fetch, session.resumeOffsets)
+  const sink = new FileSink(session.placeFile, session.entries, session.wanted, session.resumeOffsets)
   await writeJson(fs, { type: 'accept', window: WINDOW_BYTES })
   // children connect while the first frames arrive
   const childrenReady = Promise.all(relay.children.map(async (c) => {

@@ -21,6 +21,7 @@ export const TaskSchema = z.object({
   delete: z.boolean(),
   compress: z.boolean(),
   dryRun: z.boolean(),
+  atomic: z.boolean().optional(),
   fanout: z.number().int().min(1).max(64).optional(),
   retries: z.number().int().min(0).max(5).optional(),
   frameBytes: z.number().int().positive().optional(),

@@ -12,6 +12,7 @@ import { createNode, type MuxerName } from '../node/create-node.js'
 import { SessionRegistry } from '../sync/sessions.js'
 import { runSync, TaskError } from '../sync/run-sync.js'
 import { parseTarget } from '../node/targets.js'
+import { signerFor } from '../sync/receipt.js'
 import { serveLocalApi, socketPath } from './local-api.js'
 import { PeerTracker } from './peer-tracker.js'
 import { unlink } from 'node:fs/promises'
@@ -46,13 +47,14 @@ export class Daemon {
   async start (): Promise<void> {
     const { opts } = this
     const stallMs = opts.stallMs ?? DEFAULT_STALL_TIMEOUT_MS
-    const node = await createNode({ privateKey: await loadOrCreateKey(opts.home), listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers, swarmKey: await loadSwarmKey(opts.home), bootstrap: opts.bootstrap, relayService: opts.relayService })
+    const privateKey = await loadOrCreateKey(opts.home)
+    const node = await createNode({ privateKey, listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers, swarmKey: await loadSwarmKey(opts.home), bootstrap: opts.bootstrap, relayService: opts.relayService })
     this.node = node
     const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
     const sourceOpts = { hashCacheDir: join(opts.home, 'hashcache') }
     const tracker = new PeerTracker(node, isTrusted)
     await node.handle(CONTROL_PROTOCOL, async (stream, connection) => {
-      await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, log: opts.log })
+      await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, sign: signerFor(privateKey), log: opts.log })
     }, { maxInboundStreams: CONTROL_STREAMS, runOnLimitedConnection: true })
     await node.handle(RELAY_PROTOCOL, async (stream, connection) => {
       await handleRelayStream(node, stream, connection, this.sessions, stallMs)

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs'
-import { chmod, lchown, lstat, lutimes, mkdir, rename, rm, stat, symlink, utimes, open } from 'node:fs/promises'
+import { chmod, copyFile, lchown, lstat, lutimes, mkdir, rename, rm, stat, symlink, utimes, open } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { sameMtime, type TargetChanges } from '../diff/diff.js'
 import type { Entry, Manifest } from '../manifest/types.js'
@@ -129,4 +129,33 @@ export async function finalizeDirectories (dst: DestinationRoot, manifest: Manif
     if (touched) changed++
   }
   return changed
+}
+
+/**
+ * --atomic switch: put a staged (already verified) file at its final path. `move`: the
+ * staged file itself is renamed into place; otherwise (its content is used by another
+ * entry too, or the stage is on another file system) a copy is made under a temp name,
+ * fsynced and renamed. Metadata is set before the rename, never through a symlink.
+ */
+export async function placeStagedFile (staged: string, abs: string, e: Entry, move: boolean): Promise<void> {
+  if (move) {
+    await setMetadata(staged, e)
+    try {
+      await rename(staged, abs)
+      return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err
+    }
+  }
+  const tmp = tempNameIn(dirname(abs))
+  try {
+    await copyFile(staged, tmp, constants.COPYFILE_EXCL)
+    const fh = await open(tmp, constants.O_RDONLY | constants.O_NOFOLLOW)
+    try { await fh.sync() } finally { await fh.close() }
+    await setMetadata(tmp, e)
+    await rename(tmp, abs)
+  } catch (err) {
+    await rm(tmp, { force: true })
+    throw err
+  }
 }

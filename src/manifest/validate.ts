@@ -1,4 +1,5 @@
 import { checkRelativePath, comparePaths, parentOf, InvalidPathError } from './paths.js'
+import { isTempName } from './scan.js'
 import type { Entry } from './types.js'
 
 export class InvalidManifestError extends Error {
@@ -26,6 +27,8 @@ export function checkManifestShape (entries: readonly Entry[]): void {
       throw new InvalidManifestError(`entries out of order or duplicated at ${JSON.stringify(e.path)}`)
     }
     prev = e.path
+    // temp names belong to gosync's own writers on the target (temps, parts, the stage)
+    if (isTempName(e.path.slice(e.path.lastIndexOf('/') + 1))) throw new InvalidManifestError(`${JSON.stringify(e.path)} uses gosync's reserved temp prefix .gosync-tmp-`)
     if (!dirs.has(parentOf(e.path))) {
       throw new InvalidManifestError(`parent of ${JSON.stringify(e.path)} is not a directory of the manifest`)
     }

@@ -1,7 +1,10 @@
 import { createHash, type Hash } from 'node:crypto'
 import type { Entry } from '../manifest/types.js'
 import { AtomicFileWriter } from '../fs/atomic-writer.js'
-import type { DestinationRoot } from '../fs/safe-path.js'
+import { DestinationRoot } from '../fs/safe-path.js'
+
+/** Where file `index` of the manifest is written: its final path, or (--atomic) a stage path. */
+export type FilePlacer = (index: number, entry: Entry) => Promise<string>
 
 /**
  * Files being written at once (opened and not yet committed). File system calls cost
@@ -46,7 +49,11 @@ export class FileSink {
   private readonly inFlight = new Set<Promise<void>>()
   private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
 
-  constructor (private readonly dst: DestinationRoot, private readonly entries: readonly Entry[], private readonly files: readonly number[], private readonly offsets: ReadonlyMap<number, number> = new Map()) {}
+  private readonly place: FilePlacer
+
+  constructor (dst: DestinationRoot | FilePlacer, private readonly entries: readonly Entry[], private readonly files: readonly number[], private readonly offsets: ReadonlyMap<number, number> = new Map()) {
+    this.place = dst instanceof DestinationRoot ? async (_i, e) => await dst.resolve(e.path) : dst
+  }
 
   get filesDone (): number { return this.result.files }
   get bytesDone (): number { return this.result.bytes }
@@ -59,7 +66,7 @@ export class FileSink {
     this.next++
     const entry = this.entries[index]
     const hash = createHash('sha256')
-    const writer = this.dst.resolve(entry.path)
+    const writer = this.place(index, entry)
       .then(async abs => offset > 0
         ? await AtomicFileWriter.resume(abs, entry, offset, (chunk) => { hash.update(chunk) })
         : await AtomicFileWriter.create(abs, entry))

@@ -16,6 +16,8 @@ export interface TargetReport {
   created: number
   deleted: number
   updated: number
+  /** the target's signed statement that it holds the manifest's tree (ok/unchanged only) */
+  receipt?: { digest: string, signature: string, /** checked here against the target's PeerId */ verified: boolean }
 }
 
 export interface SyncReport {
@@ -25,6 +27,12 @@ export interface SyncReport {
   src: string
   dst: string
   dryRun: boolean
+  /** --atomic: every target switched, or none did */
+  atomic?: boolean
+  /** --atomic: every target staged and was told to switch */
+  switched?: boolean
+  /** manifest digest of the source tree */
+  digest?: string
   targets: TargetReport[]
   totals: { files: number, bytes: number, seconds: number }
 }

@@ -12,6 +12,9 @@ import { classify } from '../plan/classify.js'
 import { planTree } from '../plan/tree.js'
 import type { SyncEvent, SyncReport, TargetReport } from './report.js'
 import { sendClass } from './source-sender.js'
+import { verifyReceipt } from './receipt.js'
+import type { ResultMsg } from '../../protocols/control/messages.js'
+import type { z } from 'zod'
 
 export interface SyncTask {
   src: string
@@ -20,6 +23,8 @@ export interface SyncTask {
   delete: boolean
   compress: boolean
   dryRun: boolean
+  /** stage on every target, switch all only when every target has staged */
+  atomic?: boolean
   /** extra rounds for targets whose transfer was cut (default 1) */
   retries?: number
   /** children per node in a class tree; 1 = chain */
@@ -90,6 +95,8 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     }
   }
 
+  const switched = isAtomic(task) ? await switchAll(ctx, targets) : undefined
+
   const reports = targets.map(t => t.report)
   return {
     ok: reports.every(r => r.status !== 'failed'),
@@ -98,12 +105,67 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     src: task.src,
     dst: task.dst,
     dryRun: task.dryRun,
+    atomic: isAtomic(task) ? true : undefined,
+    switched,
+    digest: manifest.digest,
     targets: reports,
     totals: { files: reports.reduce((n, r) => n + r.files, 0), bytes: reports.reduce((n, r) => n + r.bytes, 0), seconds: (Date.now() - started) / 1000 }
   }
 }
 
-interface TargetState { given: string, report: TargetReport, link?: TargetLink, files?: number[], resume?: Array<[number, number]>, bytes?: number, retryable?: boolean }
+interface TargetState {
+  given: string
+  report: TargetReport
+  link?: TargetLink
+  /** the session (round) this target is in */
+  session?: string
+  files?: number[]
+  resume?: Array<[number, number]>
+  bytes?: number
+  retryable?: boolean
+  /** --atomic: everything received and verified in the target's stage, waiting for the switch */
+  staged?: boolean
+}
+
+const isAtomic = (task: SyncTask): boolean => task.atomic === true && !task.dryRun
+
+/** A target's result into its report; a receipt is checked against the target's PeerId. */
+async function takeResult (ctx: RoundContext, t: TargetState, r: z.infer<typeof ResultMsg>): Promise<void> {
+  t.report.status = r.status
+  if (r.error != null) t.report.error = r.error
+  Object.assign(t.report, r.changes)
+  if (r.receipt != null) {
+    const verified = await verifyReceipt(t.link!.peer, { session: t.session!, dst: ctx.task.dst, digest: ctx.manifest.digest }, r.receipt)
+    t.report.receipt = { ...r.receipt, verified }
+    if (!verified) {
+      t.report.status = 'failed'
+      t.report.error = 'the receipt does not verify: it is not signed by this target for this tree'
+    }
+  }
+}
+
+/**
+ * --atomic, after every round: if every target staged, all switch; otherwise none does
+ * (each keeps its stage for the next --atomic run).
+ */
+async function switchAll (ctx: RoundContext, targets: TargetState[]): Promise<boolean> {
+  const missing = targets.filter(t => t.staged !== true)
+  const go = missing.length === 0
+  const reason = go ? undefined : `--atomic: ${missing.length} of ${targets.length} target(s) failed (${missing.map(t => t.report.peer).join(', ')})`
+  if (!go) ctx.onEvent({ type: 'warning', message: `${reason}; no target switches` })
+  await Promise.all(targets.filter(t => t.staged === true).map(async (t) => {
+    try {
+      await t.link!.sendSwitch(go, reason)
+      await takeResult(ctx, t, await t.link!.result())
+    } catch (err) {
+      t.report.status = 'failed'
+      t.report.error = err instanceof Error ? err.message : String(err)
+      t.link?.abort(new Error(t.report.error))
+    }
+    ctx.onEvent({ type: 'target-done', target: t.report })
+  }))
+  return go
+}
 
 interface RoundContext {
   node: Libp2p
@@ -140,7 +202,8 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       t.link.onChildFailed = (peer, error) => { onEvent({ type: 'warning', message: `relay from ${t.link!.peer} to ${peer}: ${error}` }) }
       t.report.peer = t.link.peer
       t.report.muxer = t.link.muxer
-      await t.link.sendManifest({ session, dst: task.dst, delete: task.delete, dryRun: task.dryRun, compress: task.compress }, manifest)
+      t.session = session
+      await t.link.sendManifest({ session, dst: task.dst, delete: task.delete, dryRun: task.dryRun, compress: task.compress, atomic: isAtomic(task) }, manifest)
       const needs = await t.link.needs()
       t.files = needs.files
       t.resume = needs.resume ?? []
@@ -197,14 +260,24 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   })
   await Promise.all([...sending, ...live.map(async (t) => {
     try {
+      if (isAtomic(task)) {
+        const st = await t.link!.staged()
+        t.report.files = st.files
+        t.report.bytes = st.bytes
+        if (st.ok) {
+          // the switch (or not) comes once every target is through
+          t.staged = true
+          t.report.status = 'ok'
+          t.link!.keepWaiting()
+          return
+        }
+      }
       const r = await t.link!.result()
-      t.report.status = r.status
-      if (r.error != null) t.report.error = r.error
+      await takeResult(ctx, t, r)
       // the target answered to the end: if it failed, a new round may still save it
       t.retryable = r.status === 'failed' && !task.dryRun
       t.report.files = r.files
       t.report.bytes = r.bytes
-      Object.assign(t.report, r.changes)
     } catch (err) {
       fail(t, err)
     }

@@ -1,11 +1,11 @@
-import { chmod, lstat, rm } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { diffTrees, isNoop, resolveVerified, type TargetChanges } from '../diff/diff.js'
-import { applyStructure, finalizeDirectories, prepareRoot } from '../fs/apply.js'
-import { partialPathFor } from '../fs/atomic-writer.js'
+import { applyStructure, finalizeDirectories, placeStagedFile, prepareRoot } from '../fs/apply.js'
+import { PART_PREFIX, partialPathFor } from '../fs/atomic-writer.js'
 import { DestinationRoot } from '../fs/safe-path.js'
 import { hashFile } from '../manifest/hash.js'
-import { scanTree } from '../manifest/scan.js'
+import { scanTree, TEMP_PREFIX } from '../manifest/scan.js'
 import type { Entry, Manifest } from '../manifest/types.js'
 import type { SinkResult } from './file-sink.js'
 
@@ -26,6 +26,8 @@ export interface TargetSessionInit {
   delete: boolean
   dryRun: boolean
   compress: boolean
+  /** stage every file, change the tree only in switchOver() */
+  atomic?: boolean
   manifest: Manifest
   onWarning?: (msg: string) => void
 }
@@ -33,6 +35,13 @@ export interface TargetSessionInit {
 export type TargetOutcome = { status: 'ok' | 'unchanged' | 'failed', error?: string, files: number, bytes: number, changes: ChangeCounts }
 
 const isRoot = process.getuid?.() === 0
+
+/**
+ * --atomic: verified files wait here, named by their SHA-256, until the switch. A temp
+ * name, so scans skip it; kept after a session that did not switch, so the next --atomic
+ * run re-uses what is staged (after hashing it again); a plain session removes it.
+ */
+export const STAGE_DIR = TEMP_PREFIX + 'stage'
 
 /**
  * One sync session on a target: diff against the local tree, apply the structure, take
@@ -48,6 +57,11 @@ export class TargetSession {
   staleTempFiles = 0
   /** files this session continues from a kept part: index → bytes already there */
   readonly resumeOffsets = new Map<number, number>()
+  /** file indices asked from the source (--atomic: minus contents already staged, one per content) */
+  wanted: number[] = []
+  /** --atomic: what the data phase received, reported again after the switch */
+  private staged = { files: 0, bytes: 0 }
+  private local: readonly Entry[] = []
   private relayClaimed = false
   /** set once the session stops taking data (finished or given up) */
   private closed = false
@@ -67,6 +81,12 @@ export class TargetSession {
 
   get id (): string { return this.init.id }
   get entries (): readonly Entry[] { return this.init.manifest.entries }
+  get atomic (): boolean { return this.init.atomic === true && !this.init.dryRun }
+  private get stageDir (): string { return join(this.init.dst, STAGE_DIR) }
+
+  /** Where the relay writes file `index`: its final path, or its place in the stage. */
+  readonly placeFile = async (_index: number, e: Entry): Promise<string> =>
+    this.atomic ? join(this.stageDir, e.hash!) : await this.dst.resolve(e.path)
 
   /** Diff and (unless dry-run) apply dirs, symlinks, deletions and metadata fixes. Returns the files to fetch. */
   async prepare (signal?: AbortSignal): Promise<{ files: number[], bytes: number, resume: Array<[number, number]> }> {
@@ -76,7 +96,7 @@ export class TargetSession {
     // temp files left by a session that died (crash, kill, power loss): this session holds
     // the destination's lock, so no live writer owns any of them
     const stale: string[] = []
-    const local = exists ? (await scanTree(this.init.dst, { hash: false, onWarning: this.init.onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
+    const local = this.local = exists ? (await scanTree(this.init.dst, { hash: false, onWarning: this.init.onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
     let changes = diffTrees(manifest.entries, local, { delete: this.init.delete, owners: isRoot })
     if (changes.verify.length > 0) {
       const hashes = new Map<number, string | undefined>()
@@ -96,16 +116,18 @@ export class TargetSession {
       else created++
     }
     this.counts = { created, deleted: changes.remove.length, updated }
-    if (!this.init.dryRun) {
+    if (!this.init.dryRun && !this.atomic) {
       await applyStructure(this.dst, manifest.entries, changes)
       if (!isRoot) await this.makeDirsWritable(local)
     }
-    const bytes = changes.fetch.reduce((n, i) => n + manifest.entries[i].size, 0)
+    this.wanted = this.atomic ? await this.prepareStage(changes.fetch, signal) : changes.fetch
+    const bytes = this.wanted.reduce((n, i) => n + manifest.entries[i].size, 0)
     // parts of files an interrupted session kept: resume those this session needs, remove the rest
     const keep = new Set<string>()
-    for (const i of changes.fetch) {
+    if (this.atomic) keep.add(this.stageDir)
+    for (const i of this.wanted) {
       const e = manifest.entries[i]
-      const part = partialPathFor(join(this.init.dst, e.path), e)
+      const part = partialPathFor(this.atomic ? join(this.stageDir, e.hash!) : join(this.init.dst, e.path), e)
       const st = await lstat(part).catch(() => undefined)
       if (st?.isFile() === true && st.size > 0 && st.size < e.size) {
         this.resumeOffsets.set(i, st.size)
@@ -120,9 +142,67 @@ export class TargetSession {
     } else {
       this.resumeOffsets.clear()
     }
-    this.staleTempFiles = stale.length - keep.size
+    this.staleTempFiles = stale.filter(p => !keep.has(join(this.init.dst, p))).length
     const resumed = [...this.resumeOffsets.values()].reduce((n, o) => n + o, 0)
-    return { files: changes.fetch, bytes: bytes - resumed, resume: [...this.resumeOffsets] }
+    return { files: this.wanted, bytes: bytes - resumed, resume: [...this.resumeOffsets] }
+  }
+
+  /**
+   * --atomic: make the stage directory, keep what an earlier --atomic session staged and
+   * this one needs (hashed again), and parts to resume; remove the rest. Returns the files
+   * to ask for: one per content not staged yet.
+   */
+  private async prepareStage (fetch: readonly number[], signal?: AbortSignal): Promise<number[]> {
+    const dir = this.stageDir
+    const st = await lstat(dir).catch(() => undefined)
+    if (st?.isDirectory() !== true) {
+      if (st != null) await rm(dir, { force: true, recursive: true })
+      // the tree must look untouched until the switch: keep the root's mtime
+      const root = await lstat(this.init.dst)
+      await mkdir(dir, { mode: 0o700 })
+      await utimes(this.init.dst, root.atime, root.mtime)
+    }
+    const firstUse = new Map<string, number>()
+    for (const i of fetch) if (!firstUse.has(this.entries[i].hash!)) firstUse.set(this.entries[i].hash!, i)
+    const keepNames = new Set<string>()
+    const wanted: number[] = []
+    for (const [hash, i] of firstUse) {
+      const staged = join(dir, hash)
+      const s = await lstat(staged).catch(() => undefined)
+      if (s?.isFile() === true && s.size === this.entries[i].size && await hashFile(staged, signal).catch(() => '') === hash) {
+        keepNames.add(hash)
+        continue
+      }
+      wanted.push(i)
+      keepNames.add(PART_PREFIX + hash.slice(0, 40))
+    }
+    for (const name of await readdir(dir)) {
+      if (!keepNames.has(name)) await rm(join(dir, name), { force: true, recursive: true })
+    }
+    return wanted
+  }
+
+  /**
+   * --atomic, once the source says every target has staged: the whole change (removals,
+   * directories, symlinks, metadata, staged files renamed into place, directory modes)
+   * in one quick pass, then the stage is removed.
+   */
+  async switchOver (): Promise<TargetOutcome> {
+    const c = this.changes!
+    const entries = this.entries
+    await applyStructure(this.dst, entries, c)
+    if (!isRoot) await this.makeDirsWritable(this.local)
+    // a content used by several entries: the last one takes the staged file, the others a copy
+    const lastUse = new Map<string, number>()
+    for (const i of c.fetch) lastUse.set(entries[i].hash!, i)
+    for (const i of c.fetch) {
+      const e = entries[i]
+      await placeStagedFile(join(this.stageDir, e.hash!), await this.dst.resolve(e.path), e, lastUse.get(e.hash!) === i)
+    }
+    // before finalizing: removing the stage changes the root's mtime
+    await rm(this.stageDir, { recursive: true, force: true })
+    const dirsChanged = await finalizeDirectories(this.dst, this.init.manifest)
+    return { status: isNoop(c) && dirsChanged === 0 ? 'unchanged' : 'ok', files: this.staged.files, bytes: this.staged.bytes, changes: this.counts }
   }
 
   /** Existing directories we must write into but may not (e.g. 0555): owner rwx until finalizeDirectories. */
@@ -142,7 +222,7 @@ export class TargetSession {
   async abandon (): Promise<void> {
     this.closed = true
     this.receiver?.abort(new Error('session abandoned'))
-    if (this.changes != null && !this.init.dryRun) await finalizeDirectories(this.dst, this.init.manifest).catch(() => {})
+    if (this.changes != null && !this.init.dryRun && !this.atomic) await finalizeDirectories(this.dst, this.init.manifest).catch(() => {})
   }
 
   setRelay (relay: RelayAssignment | null): void {
@@ -204,8 +284,9 @@ export class TargetSession {
       }
     }
     this.closed = true
+    this.staged = { files, bytes }
     let dirsChanged = 0
-    if (!this.init.dryRun) {
+    if (!this.init.dryRun && !this.atomic) {
       try {
         dirsChanged = await finalizeDirectories(this.dst, this.init.manifest)
       } catch (err) {

@@ -33,6 +33,12 @@ describe('checkManifestShape', () => {
     ]))
   })
 
+  test("gosync's temp names are reserved: a manifest cannot plant a stage, part or temp file", () => {
+    rejects([link('.gosync-tmp-stage', '/etc')], /reserved temp prefix/)
+    rejects([dir('d'), file('d/.gosync-tmp-part-0123')], /reserved temp prefix/)
+    assert.doesNotThrow(() => checkManifestShape([file('.gosync-tmp'), file('x.gosync-tmp-y')]))
+  })
+
   test('duplicates are rejected', () => {
     rejects([file('a'), file('a')], /out of order or duplicated/)
     rejects([dir('d'), dir('d')], /out of order or duplicated/)

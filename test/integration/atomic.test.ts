@@ -1,0 +1,133 @@
+// --atomic: every target stages the new tree and switches only when all have staged it.
+// One target down: nobody switches (trees untouched, staged files kept); with every
+// target up again all switch, the staged files are re-used (not sent again), and each
+// target's receipt verifies against its PeerId.
+import assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { peerIdFromString } from '@libp2p/peer-id';
+import {
+  Lab, type Daemon, diffSnapshots, file, fmt, rsyncCopy, rsyncOracle, runCli, snapshotTree, symlink, targetOf, writeLargeFile, writeTree,
+} from '../lab/hosts.js';
+
+const BIG = 24 * 1024 * 1024;
+const STAGE = '.gosync-tmp-stage';
+
+/** The tree as a user sees it: the stage (a gosync temp name) left out. */
+async function visible(root: string) {
+  const snap = await snapshotTree(root);
+  for (const k of [...snap.keys()]) if (k.startsWith('.gosync-tmp-')) snap.delete(k);
+  return snap;
+}
+
+/** Independent check of a receipt: the documented payload, verified with the key inside the PeerId. */
+async function receiptVerifies(peer: string, session: string, dst: string, r: { digest: string; signature: string }): Promise<boolean> {
+  const payload = new TextEncoder().encode(`gosync-receipt/1\n${session}\n${dst}\n${r.digest}\n`);
+  return await peerIdFromString(peer).publicKey!.verify(payload, Buffer.from(r.signature, 'base64'));
+}
+
+describe('--atomic', () => {
+  let lab: Lab;
+  let source: Daemon;
+  let targets: Daemon[];
+  let sourceId: string;
+
+  before(async () => {
+    lab = await Lab.create('atomic');
+    if (!lab.views) return;
+    sourceId = await lab.identity('src');
+    [source, ...targets] = await Promise.all([
+      lab.startDaemon({ name: 'src' }),
+      ...['t1', 't2', 't3'].map((name) => lab.startDaemon({ name, trust: [sourceId], extraArgs: ['--stall-timeout', '5'] })),
+    ]);
+    const old = lab.hostPath('src', 'old');
+    await writeTree(old, {
+      'same.txt': 'unchanged\n',
+      'edit.txt': 'old text\n',
+      'gone.txt': 'deleted by -d\n',
+      'flip/inner.txt': 'a dir that becomes a file\n',
+      'link': symlink('same.txt'),
+      'ro.txt': file('mode changes\n', { mode: 0o644 }),
+    });
+    const src = lab.hostPath('src', 'data');
+    await writeTree(src, {
+      'same.txt': 'unchanged\n',
+      'edit.txt': 'new text\n',
+      'flip': 'now a file\n',
+      'link': symlink('edit.txt'),
+      'ro.txt': file('mode changes\n', { mode: 0o444 }),
+      'new/dir/a.txt': 'twin content\n',
+      'new/dir/b.txt': 'twin content\n',
+    });
+    await writeLargeFile(path.join(src, 'new', 'big.bin'), BIG, { seed: 'atomic' });
+    for (const t of ['t1', 't2', 't3']) await rsyncCopy(old, lab.hostPath(t, 'copy'));
+  }, { timeout: 120_000 });
+
+  after(async () => {
+    await lab?.cleanup();
+  });
+
+  const args = () => ['-t', targets.map((t) => t.addr).join(','), '--src', lab.common('data'), '--dst', lab.common('copy'), '-d', '--atomic'];
+
+  test('one target down: no target switches, trees untouched, the stage is kept', { timeout: 120_000 }, async (t) => {
+    if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
+    const before = await Promise.all(['t1', 't2'].map((n) => visible(lab.hostPath(n, 'copy'))));
+    await targets[2]!.stop();
+    const r = await lab.syncJson(args(), { home: source.home, timeoutMs: 90_000 });
+    assert.equal(r.code, 1, fmt(r));
+    const report = r.report as typeof r.report & { atomic?: boolean; switched?: boolean };
+    assert.equal(report.atomic, true);
+    assert.equal(report.switched, false);
+    for (const [k, name] of ['t1', 't2'].entries()) {
+      const tr = targetOf(report, targets[k]!);
+      assert.equal(tr.status, 'failed', fmt(r));
+      assert.match(tr.error ?? '', /staged and verified, not switched/);
+      const after = await visible(lab.hostPath(name, 'copy'));
+      // nothing changed, not even a timestamp (the root's ctime moves when the stage appears)
+      assert.deepEqual(diffSnapshots(before[k]!, after, 'content'), [], `${name} changed`);
+      before[k]!.delete('.');
+      after.delete('.');
+      assert.deepEqual(diffSnapshots(before[k]!, after, 'exact'), [], `${name} touched`);
+      // the new contents sit in the stage, verified, one copy per content (edit, flip, twin, big)
+      const staged = await fsp.readdir(path.join(lab.hostPath(name, 'copy'), STAGE));
+      assert.equal(staged.filter((n) => /^[0-9a-f]{64}$/.test(n)).length, 4, staged.join(' '));
+    }
+    assert.equal(targetOf(report, targets[2]!).status, 'failed');
+  });
+
+  test('all targets up: every target switches, staged files are not sent again, receipts verify', { timeout: 120_000 }, async (t) => {
+    if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
+    targets[2] = await lab.startDaemon({ name: 't3', trust: [sourceId], extraArgs: ['--stall-timeout', '5'] });
+    const r = await lab.syncJson(args(), { home: source.home, timeoutMs: 90_000 });
+    assert.equal(r.code, 0, fmt(r));
+    const report = r.report as typeof r.report & { atomic?: boolean; switched?: boolean; digest?: string };
+    assert.equal(report.switched, true);
+    for (const [k, name] of ['t1', 't2', 't3'].entries()) {
+      const dst = lab.hostPath(name, 'copy');
+      assert.equal(await rsyncOracle(lab.hostPath('src', 'data'), dst), '', `${name} differs from the source`);
+      assert.ok(!(await fsp.readdir(dst)).includes(STAGE), `${name}: stage left behind`);
+      const tr = targetOf(report, targets[k]!) as ReturnType<typeof targetOf> & { receipt?: { digest: string; signature: string; verified: boolean } };
+      assert.equal(tr.status, 'ok', fmt(r));
+      assert.ok(tr.receipt, `${name}: no receipt`);
+      assert.equal(tr.receipt.digest, report.digest);
+      assert.equal(tr.receipt.verified, true);
+      assert.ok(await receiptVerifies(targets[k]!.peerId, report.session, lab.common('copy'), tr.receipt), `${name}: receipt does not verify`);
+      // a receipt is bound to its signer and to the tree
+      assert.equal(await receiptVerifies(targets[(k + 1) % 3]!.peerId, report.session, lab.common('copy'), tr.receipt), false);
+      assert.equal(await receiptVerifies(targets[k]!.peerId, report.session, lab.common('copy'), { ...tr.receipt, digest: '0'.repeat(64) }), false);
+      t.diagnostic(`${name}: received ${tr.bytes} bytes`);
+      // t1 and t2 staged everything in the first run: only t3 receives data now
+      if (name === 't3') assert.ok(tr.bytes >= BIG, `t3 received ${tr.bytes}`);
+      else assert.equal(tr.bytes, 0, `${name} received its staged files again`);
+    }
+  });
+
+  test('the text report shows a verified receipt per target', { timeout: 120_000 }, async (t) => {
+    if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
+    const r = await runCli(['sync', ...args()], { home: source.home, timeoutMs: 90_000 });
+    assert.equal(r.code, 0, fmt(r));
+    assert.equal(r.stdout.match(/receipt: tree [0-9a-f]{16}… signed .*\(signature verified\)/g)?.length, 3, r.stdout);
+    assert.match(r.stdout, /atomic: all 3 targets switched/);
+  });
+});
