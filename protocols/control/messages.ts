@@ -79,6 +79,10 @@ export const ResultMsg = z.object({
   files: uint,
   bytes: uint,
   changes: Counts,
+  /** file data taken from the relay this session, finished files or not */
+  received: uint.optional(),
+  /** bytes of kept parts this session continued instead of asking again */
+  resumed: uint.optional(),
   receipt: WireReceipt.optional()
 })
 export const ErrorMsg = z.object({ type: z.literal('error'), code: z.string().max(64), message: z.string().max(65536) })

@@ -138,6 +138,10 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     clearInterval(heartbeat)
     let receipt: Receipt | undefined
     if (outcome.status !== 'failed' && !open.dryRun && opts.sign != null) receipt = await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest })
+    // the destination is free before the source hears the result: it may start the next
+    // session (a re-attach after a cut) at once
+    opts.sessions.remove(session)
+    opts.sessions.unlock(locked.dst, locked.id)
     await writeJson(fs, { type: 'result', ...outcome, receipt })
     await fs.closeWrite()
     // let the source read to the end and hang up first (closing early can lose data)

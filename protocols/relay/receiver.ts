@@ -118,6 +118,7 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       Promise.all([forwardChain, stored]).then(() => {
         if (failure != null) return
         session.progress = { files: sink.filesDone, bytes: sink.bytesDone }
+        session.received = sink.bytesReceived
         credit(frameBytes)
       }).catch(fail)
     }
@@ -127,6 +128,7 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     session.relayFinished(result)
   } catch (err) {
     await sink.abort()
+    session.received = sink.bytesReceived
     const e = err as Error
     fs.abort(e)
     for (const l of links) l.abort(new Error(`upstream failed: ${e.message}`))

@@ -56,6 +56,9 @@ export class FileSink {
   }
 
   get filesDone (): number { return this.result.files }
+  /** file data taken this session, finished files or not */
+  get bytesReceived (): number { return this.received }
+  private received = 0
   get bytesDone (): number { return this.result.bytes }
 
   /** Start the next file; waits while MAX_FILES_IN_FLIGHT files are still being written. */
@@ -91,6 +94,7 @@ export class FileSink {
     for (const p of parts) len += p.byteLength
     const position = file.received
     file.received += len
+    this.received += len
     if (file.received > file.entry.size) throw this.violation(`${file.entry.path}: more data than its size ${file.entry.size}`)
     for (const p of parts) file.hash.update(p)
     const written = file.writer.then(async (w) => {

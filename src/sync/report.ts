@@ -16,6 +16,10 @@ export interface TargetReport {
   created: number
   deleted: number
   updated: number
+  /** file data taken from the wire over all rounds, files completed or not (re-sent data counts twice) */
+  received?: number
+  /** bytes continued from kept parts of interrupted files instead of being sent again */
+  resumed?: number
   /** the target's signed statement that it holds the manifest's tree (ok/unchanged only) */
   receipt?: { digest: string, signature: string, /** checked here against the target's PeerId */ verified: boolean }
 }

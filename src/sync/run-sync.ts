@@ -39,6 +39,8 @@ export class TaskError extends Error {
 
 export const DEFAULT_FANOUT = 1
 export const DEFAULT_RETRIES = 1
+/** Targets cut within this long of each other are re-attached together (one tree). */
+export const REJOIN_DELAY_MS = 500
 
 /**
  * Run one sync with this node as the source: scan, layer-1 sessions with every target,
@@ -76,23 +78,45 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }))
   const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent }
   const firstSession = randomBytes(16).toString('hex')
-  await runRound(ctx, targets, firstSession)
-  // a target whose transfer was cut (a relay above it died) but which still answers gets
-  // another round among the survivors; files it already verified are not sent again
-  for (let round = 1; round <= (task.retries ?? DEFAULT_RETRIES); round++) {
-    const again = targets.filter(t => t.retryable === true)
-    if (again.length === 0) break
-    onEvent({ type: 'warning', message: `retrying ${again.length} target(s) whose transfer was cut` })
+  // A target whose transfer was cut (a relay above it died) but which still answers is
+  // re-attached at once, while the other targets go on: targets cut by the same failure
+  // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
+  // interrupted file from the part the target kept; files it already verified are not sent again.
+  const retriesLeft = new Map(targets.map(t => [t, task.retries ?? DEFAULT_RETRIES]))
+  const rounds: Array<Promise<void>> = []
+  let cut: TargetState[] = []
+  let rejoinTimer: NodeJS.Timeout | undefined
+  const rejoin = (): void => {
+    rejoinTimer = undefined
+    const again = cut
+    cut = []
+    onEvent({ type: 'warning', message: `re-attaching ${again.length} target(s) whose transfer was cut: ${again.map(t => t.report.peer).join(', ')}` })
     const carried = new Map(again.map(t => [t, { files: t.report.files, bytes: t.report.bytes, changes: { created: t.report.created, deleted: t.report.deleted, updated: t.report.updated } }]))
-    for (const t of again) { t.link = undefined; t.retryable = false; t.report.error = undefined; t.report.status = 'failed' }
-    await runRound(ctx, again, randomBytes(16).toString('hex'))
-    for (const t of again) {
-      const before = carried.get(t)!
-      t.report.files += before.files
-      t.report.bytes += before.bytes
-      Object.assign(t.report, before.changes)
-      if (t.report.status === 'unchanged') t.report.status = 'ok'
-    }
+    for (const t of again) { t.link = undefined; t.report.error = undefined; t.report.status = 'failed' }
+    rounds.push(runRound(ctx, again, randomBytes(16).toString('hex'), onCut).then(() => {
+      for (const t of again) {
+        const before = carried.get(t)!
+        t.report.files += before.files
+        t.report.bytes += before.bytes
+        if (!isAtomic(task)) Object.assign(t.report, before.changes) // the first round applied the structure
+        if (t.report.status === 'unchanged') t.report.status = 'ok'
+      }
+    }))
+  }
+  const onCut = (t: TargetState): boolean => {
+    const left = retriesLeft.get(t) ?? 0
+    if (left <= 0 || task.dryRun) return false
+    retriesLeft.set(t, left - 1)
+    cut.push(t)
+    rejoinTimer ??= setTimeout(rejoin, REJOIN_DELAY_MS)
+    return true
+  }
+  rounds.push(runRound(ctx, targets, firstSession, onCut))
+  for (;;) {
+    const n = rounds.length
+    await Promise.all(rounds)
+    if (rounds.length === n && rejoinTimer == null) break
+    if (rejoinTimer != null) await new Promise(resolve => setTimeout(resolve, REJOIN_DELAY_MS / 5))
   }
 
   const switched = isAtomic(task) ? await switchAll(ctx, targets) : undefined
@@ -122,7 +146,6 @@ interface TargetState {
   files?: number[]
   resume?: Array<[number, number]>
   bytes?: number
-  retryable?: boolean
   /** --atomic: everything received and verified in the target's stage, waiting for the switch */
   staged?: boolean
 }
@@ -134,6 +157,8 @@ async function takeResult (ctx: RoundContext, t: TargetState, r: z.infer<typeof 
   t.report.status = r.status
   if (r.error != null) t.report.error = r.error
   Object.assign(t.report, r.changes)
+  if (r.received != null) t.report.received = (t.report.received ?? 0) + r.received
+  if (r.resumed != null) t.report.resumed = (t.report.resumed ?? 0) + r.resumed
   if (r.receipt != null) {
     const verified = await verifyReceipt(t.link!.peer, { session: t.session!, dst: ctx.task.dst, digest: ctx.manifest.digest }, r.receipt)
     t.report.receipt = { ...r.receipt, verified }
@@ -179,7 +204,7 @@ interface RoundContext {
 }
 
 /** One session with the given targets: layer 1, classes, relay trees, results. */
-async function runRound (ctx: RoundContext, targets: TargetState[], session: string): Promise<void> {
+async function runRound (ctx: RoundContext, targets: TargetState[], session: string, onCut: (t: TargetState) => boolean): Promise<void> {
   type T = TargetState
   const { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent } = ctx
   const seen = new Set<string>()
@@ -274,10 +299,10 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       }
       const r = await t.link!.result()
       await takeResult(ctx, t, r)
-      // the target answered to the end: if it failed, a new round may still save it
-      t.retryable = r.status === 'failed' && !task.dryRun
       t.report.files = r.files
       t.report.bytes = r.bytes
+      // the target answered to the end: if it failed, a new round may still save it
+      if (r.status === 'failed' && onCut(t)) return
     } catch (err) {
       fail(t, err)
     }

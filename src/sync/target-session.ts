@@ -32,7 +32,18 @@ export interface TargetSessionInit {
   onWarning?: (msg: string) => void
 }
 
-export type TargetOutcome = { status: 'ok' | 'unchanged' | 'failed', error?: string, files: number, bytes: number, changes: ChangeCounts }
+export type TargetOutcome = {
+  status: 'ok' | 'unchanged' | 'failed'
+  error?: string
+  /** files completed and verified, and their bytes received this session */
+  files: number
+  bytes: number
+  changes: ChangeCounts
+  /** file data taken from the relay, including files not completed */
+  received?: number
+  /** bytes not asked for again because kept parts were continued */
+  resumed?: number
+}
 
 const isRoot = process.getuid?.() === 0
 
@@ -68,6 +79,9 @@ export class TargetSession {
   private relayDone?: PromiseWithResolvers<SinkResult>
   /** progress of the data phase, for heartbeats */
   progress = { files: 0, bytes: 0 }
+  /** file data taken from the relay so far (set by the receiver) */
+  received = 0
+  private get resumed (): number { return [...this.resumeOffsets.values()].reduce((n, o) => n + o, 0) }
   /** set by the control handler: tells the source that a relay child failed */
   onChildFailed?: (peer: string, error: string) => void
   /** last time the relay parent connected or sent a frame */
@@ -143,8 +157,7 @@ export class TargetSession {
       this.resumeOffsets.clear()
     }
     this.staleTempFiles = stale.filter(p => !keep.has(join(this.init.dst, p))).length
-    const resumed = [...this.resumeOffsets.values()].reduce((n, o) => n + o, 0)
-    return { files: this.wanted, bytes: bytes - resumed, resume: [...this.resumeOffsets] }
+    return { files: this.wanted, bytes: bytes - this.resumed, resume: [...this.resumeOffsets] }
   }
 
   /**
@@ -202,7 +215,7 @@ export class TargetSession {
     // before finalizing: removing the stage changes the root's mtime
     await rm(this.stageDir, { recursive: true, force: true })
     const dirsChanged = await finalizeDirectories(this.dst, this.init.manifest)
-    return { status: isNoop(c) && dirsChanged === 0 ? 'unchanged' : 'ok', files: this.staged.files, bytes: this.staged.bytes, changes: this.counts }
+    return { status: isNoop(c) && dirsChanged === 0 ? 'unchanged' : 'ok', files: this.staged.files, bytes: this.staged.bytes, changes: this.counts, received: this.received, resumed: this.resumed }
   }
 
   /** Existing directories we must write into but may not (e.g. 0555): owner rwx until finalizeDirectories. */
@@ -296,8 +309,8 @@ export class TargetSession {
     const noop = isNoop(c) && dirsChanged === 0
     if (failures.length > 0) {
       const more = failures.length > 3 ? ` (and ${failures.length - 3} more)` : ''
-      return { status: 'failed', error: failures.slice(0, 3).join('; ') + more, files, bytes, changes: this.counts }
+      return { status: 'failed', error: failures.slice(0, 3).join('; ') + more, files, bytes, changes: this.counts, received: this.received, resumed: this.resumed }
     }
-    return { status: noop ? 'unchanged' : 'ok', files, bytes, changes: this.counts }
+    return { status: noop ? 'unchanged' : 'ok', files, bytes, changes: this.counts, received: this.received, resumed: this.resumed }
   }
 }
