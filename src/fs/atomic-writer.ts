@@ -33,8 +33,15 @@ const egid = process.getegid?.() ?? -1
 const umask = process.umask()
 
 /** Permission bits for a new temp file: the final ones, but always readable and writable by us. */
-function createMode (mode: number): number {
+export function createMode (mode: number): number {
   return (mode & 0o777) | 0o600
+}
+
+/** What a temp file created with createMode() still needs: chown (as root, to another owner), chmod. */
+export function metadataSteps (entry: Entry): { chown: boolean, chmod: boolean } {
+  const chown = isRoot && entry.uid != null && entry.gid != null && (entry.uid !== euid || entry.gid !== egid)
+  // chown clears setuid/setgid bits, so chmod comes after it
+  return { chown, chmod: chown || (createMode(entry.mode) & ~umask) !== entry.mode }
 }
 
 /**
@@ -150,9 +157,9 @@ export class AtomicFileWriter {
       const fh = this.fh!
       await fh.sync()
       // chown before chmod: chown clears setuid/setgid bits. Both only when needed.
-      const chown = isRoot && this.entry.uid != null && this.entry.gid != null && (this.entry.uid !== euid || this.entry.gid !== egid)
-      if (chown) await fh.chown(this.entry.uid!, this.entry.gid!)
-      if (chown || (createMode(this.entry.mode) & ~umask) !== this.entry.mode) await fh.chmod(this.entry.mode)
+      const steps = metadataSteps(this.entry)
+      if (steps.chown) await fh.chown(this.entry.uid!, this.entry.gid!)
+      if (steps.chmod) await fh.chmod(this.entry.mode)
       await fh.utimes(new Date(), utimesValue(this.entry))
       await fh.close()
       this.fh = undefined

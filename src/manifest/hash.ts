@@ -1,11 +1,18 @@
 import { createHash } from 'node:crypto'
 import { open } from 'node:fs/promises'
+import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 
 /** Read buffer for hashing: large reads keep syscall overhead negligible. */
 const HASH_READ_SIZE = 1 << 20
 
 /** Hex SHA-256 of a file's content. SHA-256 uses the CPU's SHA extensions: faster than md5 here. */
 export async function hashFile (path: string, signal?: AbortSignal, sizeHint?: number): Promise<string> {
+  if (sizeHint != null && sizeHint <= SYNC_READ_MAX) {
+    const content = readSmallFileSync(path, sizeHint)
+    // a size other than the hint: the file changed; hash what is there the slow way
+    if (!(content instanceof Error)) return createHash('sha256').update(content).digest('hex')
+    if ((content as NodeJS.ErrnoException).code != null && (content as NodeJS.ErrnoException).code !== 'ELOOP') throw content
+  }
   const fh = await open(path, 'r')
   try {
     const h = createHash('sha256')

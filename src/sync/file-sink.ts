@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto'
 import type { Entry } from '../manifest/types.js'
-import { AtomicFileWriter } from '../fs/atomic-writer.js'
+import { AtomicFileWriter, HashMismatchError } from '../fs/atomic-writer.js'
+import { SMALL_FILE_MAX, SmallFileBatch } from '../fs/small-file-batch.js'
 import { DestinationRoot } from '../fs/safe-path.js'
 
 /** Where file `index` of the manifest is written: its final path, or (--atomic) a stage path. */
@@ -27,6 +28,8 @@ interface OpenFile {
   entry: Entry
   /** resolves to the writer, or undefined if it could not be created */
   writer: Promise<AtomicFileWriter | undefined>
+  /** a small file: its bytes, kept in memory until verified, then written by the SmallFileBatch */
+  small?: { path: Promise<string | undefined>, chunks: Uint8Array[] }
   received: number
   /** where this session started the file (a resumed part) */
   offset: number
@@ -47,6 +50,9 @@ export class FileSink {
   private next = 0
   private current?: OpenFile
   private readonly inFlight = new Set<Promise<void>>()
+  /** small files verified and written, waiting for their batch to be durable (not limited: they hold no memory) */
+  private readonly durable = new Set<Promise<void>>()
+  private readonly batch = new SmallFileBatch()
   private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
 
   private readonly place: FilePlacer
@@ -69,6 +75,13 @@ export class FileSink {
     this.next++
     const entry = this.entries[index]
     const hash = createHash('sha256')
+    if (entry.size <= SMALL_FILE_MAX && offset === 0) {
+      const path = this.place(index, entry).catch((err: Error) => { this.fail(entry, err); return undefined })
+      const file: OpenFile = { entry, writer: Promise.resolve(undefined), small: { path, chunks: [] }, received: 0, offset: 0, hash, writes: [], failed: false }
+      this.current = file
+      if (entry.size === 0) this.complete(file)
+      return
+    }
     const writer = this.place(index, entry)
       .then(async abs => offset > 0
         ? await AtomicFileWriter.resume(abs, entry, offset, (chunk) => { hash.update(chunk) })
@@ -97,6 +110,11 @@ export class FileSink {
     this.received += len
     if (file.received > file.entry.size) throw this.violation(`${file.entry.path}: more data than its size ${file.entry.size}`)
     for (const p of parts) file.hash.update(p)
+    if (file.small != null) {
+      file.small.chunks.push(...parts)
+      if (file.received === file.entry.size) this.complete(file)
+      return
+    }
     const written = file.writer.then(async (w) => {
       if (w == null || file.failed) return
       try {
@@ -133,6 +151,8 @@ export class FileSink {
     if (this.current != null) throw this.violation(`END while ${this.current.entry.path} is incomplete`)
     if (this.next !== this.files.length) throw this.violation(`END after ${this.next} of ${this.files.length} files`)
     await Promise.all(this.inFlight)
+    await this.batch.flush()
+    await Promise.all(this.durable)
     return this.result
   }
 
@@ -141,6 +161,10 @@ export class FileSink {
     const file = this.current
     this.current = undefined
     await Promise.all(this.inFlight)
+    // verified small files are whole: they still go in place
+    await this.batch.flush()
+    await Promise.all(this.durable)
+    if (file?.small != null) return
     if (file != null) {
       const keep = !file.failed
       file.failed = true
@@ -152,6 +176,19 @@ export class FileSink {
   /** Verify, fsync and rename in the background once the last byte is queued. */
   private complete (file: OpenFile): void {
     this.current = undefined
+    if (file.small != null) {
+      const { path, chunks } = file.small
+      const d: Promise<void> = path.then(async (abs) => {
+        if (abs == null || file.failed) return
+        const digest = file.hash.digest('hex')
+        if (digest !== file.entry.hash) throw new HashMismatchError(`${file.entry.path}: SHA-256 ${digest} does not match the manifest`)
+        await this.batch.write(abs, file.entry, chunks)
+        this.result.files++
+        this.result.bytes += file.entry.size
+      }).catch((err: Error) => { this.fail(file.entry, err) }).finally(() => { this.durable.delete(d) })
+      this.durable.add(d)
+      return
+    }
     const p: Promise<void> = file.writer.then(async (w) => {
       if (w == null) return // failed earlier: already recorded
       await Promise.all(file.writes)

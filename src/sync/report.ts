@@ -21,7 +21,7 @@ export interface TargetReport {
   /** bytes continued from kept parts of interrupted files instead of being sent again */
   resumed?: number
   /** the target's signed statement that it holds the manifest's tree (ok/unchanged only) */
-  receipt?: { digest: string, signature: string, /** checked here against the target's PeerId */ verified: boolean }
+  receipt?: { digest: string, signature: string, /** the session the target signed (a re-attached target's own round) */ session: string, /** checked here against the target's PeerId */ verified: boolean }
 }
 
 export interface SyncReport {

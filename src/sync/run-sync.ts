@@ -161,7 +161,7 @@ async function takeResult (ctx: RoundContext, t: TargetState, r: z.infer<typeof 
   if (r.resumed != null) t.report.resumed = (t.report.resumed ?? 0) + r.resumed
   if (r.receipt != null) {
     const verified = await verifyReceipt(t.link!.peer, { session: t.session!, dst: ctx.task.dst, digest: ctx.manifest.digest }, r.receipt)
-    t.report.receipt = { ...r.receipt, verified }
+    t.report.receipt = { ...r.receipt, session: t.session!, verified }
     if (!verified) {
       t.report.status = 'failed'
       t.report.error = 'the receipt does not verify: it is not signed by this target for this tree'

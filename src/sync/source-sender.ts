@@ -7,6 +7,7 @@ import type { Libp2p } from '@libp2p/interface'
 import { ChildLink, type ChildTarget } from '../../protocols/relay/child-link.js'
 import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip } from '../../protocols/relay/frames.js'
 import type { Entry } from '../manifest/types.js'
+import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 
 const deflate = promisify(deflateRaw)
 
@@ -85,7 +86,7 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
   const prefetch = (k: number): void => {
     for (let j = k; j < Math.min(files.length, k + LOOKAHEAD_FILES); j++) {
       const e = entries[files[j]]
-      if (!ahead.has(j) && isSmall(e) && (opts.offsets?.get(files[j]) ?? 0) === 0) ahead.set(j, readWhole(join(srcRoot, e.path), e.size))
+      if (!ahead.has(j) && isSmall(e) && e.size > SYNC_READ_MAX && (opts.offsets?.get(files[j]) ?? 0) === 0) ahead.set(j, readWhole(join(srcRoot, e.path), e.size))
     }
   }
 
@@ -96,7 +97,8 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
     prefetch(k)
     const offset = opts.offsets?.get(index) ?? 0
     if (isSmall(e) && offset === 0) {
-      const content = await ahead.get(k)!
+      // tiny files: a synchronous read is cheaper than any read-ahead
+      const content = e.size <= SYNC_READ_MAX ? readSmallFileSync(join(srcRoot, e.path), e.size) : await ahead.get(k)!
       ahead.delete(k)
       if (content instanceof Error) {
         await sendAll([encodeSkip(index, (content as NodeJS.ErrnoException).code ?? content.message)])

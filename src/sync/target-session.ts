@@ -46,6 +46,7 @@ export type TargetOutcome = {
 }
 
 const isRoot = process.getuid?.() === 0
+const euid = process.geteuid?.() ?? -1
 
 /**
  * --atomic: verified files wait here, named by their SHA-256, until the switch. A temp
@@ -139,9 +140,12 @@ export class TargetSession {
     // parts of files an interrupted session kept: resume those this session needs, remove the rest
     const keep = new Set<string>()
     if (this.atomic) keep.add(this.stageDir)
+    // only temp names the scan saw can be parts (the stage is not scanned: look there)
+    const staleSet = new Set(stale.map(p => join(this.init.dst, p)))
     for (const i of this.wanted) {
       const e = manifest.entries[i]
       const part = partialPathFor(this.atomic ? join(this.stageDir, e.hash!) : join(this.init.dst, e.path), e)
+      if (!this.atomic && !staleSet.has(part)) continue
       const st = await lstat(part).catch(() => undefined)
       if (st?.isFile() === true && st.size > 0 && st.size < e.size) {
         this.resumeOffsets.set(i, st.size)
@@ -149,15 +153,20 @@ export class TargetSession {
       }
     }
     if (!this.init.dryRun) {
-      for (const p of stale) {
-        const abs = join(this.init.dst, p)
-        if (!keep.has(abs)) await rm(abs, { force: true, recursive: true }).catch(() => {})
-      }
+      this.staleToRemove = stale.map(p => join(this.init.dst, p)).filter(abs => !keep.has(abs))
+      // --atomic: the tree stays untouched (directory mtimes too) until the switch
+      if (!this.atomic) await this.removeStale()
     } else {
       this.resumeOffsets.clear()
     }
     this.staleTempFiles = stale.filter(p => !keep.has(join(this.init.dst, p))).length
     return { files: this.wanted, bytes: bytes - this.resumed, resume: [...this.resumeOffsets] }
+  }
+
+  private staleToRemove: string[] = []
+  private async removeStale (): Promise<void> {
+    for (const abs of this.staleToRemove) await rm(abs, { force: true, recursive: true }).catch(() => {})
+    this.staleToRemove = []
   }
 
   /**
@@ -168,7 +177,8 @@ export class TargetSession {
   private async prepareStage (fetch: readonly number[], signal?: AbortSignal): Promise<number[]> {
     const dir = this.stageDir
     const st = await lstat(dir).catch(() => undefined)
-    if (st?.isDirectory() !== true) {
+    // only a stage this daemon's user made and nobody else can write is re-used
+    if (st?.isDirectory() !== true || st.uid !== euid || (st.mode & 0o077) !== 0) {
       if (st != null) await rm(dir, { force: true, recursive: true })
       // the tree must look untouched until the switch: keep the root's mtime
       const root = await lstat(this.init.dst)
@@ -212,8 +222,9 @@ export class TargetSession {
       const e = entries[i]
       await placeStagedFile(join(this.stageDir, e.hash!), await this.dst.resolve(e.path), e, lastUse.get(e.hash!) === i)
     }
-    // before finalizing: removing the stage changes the root's mtime
+    // before finalizing: removing the stage and stale temp files changes directory mtimes
     await rm(this.stageDir, { recursive: true, force: true })
+    await this.removeStale()
     const dirsChanged = await finalizeDirectories(this.dst, this.init.manifest)
     return { status: isNoop(c) && dirsChanged === 0 ? 'unchanged' : 'ok', files: this.staged.files, bytes: this.staged.bytes, changes: this.counts, received: this.received, resumed: this.resumed }
   }

@@ -1,11 +1,13 @@
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import * as fsp from 'node:fs/promises'
+import { readdirSync } from 'node:fs'
 import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { AtomicFileWriter, HashMismatchError, tempNameIn } from '../../src/fs/atomic-writer.js'
 import { FileSink, SequenceError } from '../../src/sync/file-sink.js'
+import { SmallFileBatch } from '../../src/fs/small-file-batch.js'
 import { DestinationRoot, UnsafePathError } from '../../src/fs/safe-path.js'
 import { InvalidPathError } from '../../src/manifest/paths.js'
 import { TEMP_PREFIX } from '../../src/manifest/scan.js'
@@ -364,5 +366,58 @@ describe('FileSink', () => {
     assert.match(r.failures[0], /^evil\/x: /)
     assert.deepEqual(await listAll(outside), [])
     assert.equal(await fsp.readFile(join(dir, 'ok'), 'utf8'), 'fine')
+  })
+})
+
+describe('SmallFileBatch', () => {
+  const files = ['one', 'two, a little longer', '']
+  const entryOf = (i: number): Entry => fileEntry(`f${i}`, files[i], { mode: i === 0 ? 0o640 : 0o644, mtime: T + i })
+
+  async function writeAll (dir: string): Promise<void> {
+    const batch = new SmallFileBatch()
+    const writes = files.map(async (c, i) => { await batch.write(join(dir, `f${i}`), entryOf(i), [enc.encode(c)]) })
+    // written under temp names at once; nothing at a final path before the batch is durable
+    // (read synchronously: the batch's timer cannot run in between)
+    const now = readdirSync(dir)
+    assert.equal(now.filter(n => n.startsWith(TEMP_PREFIX)).length, files.length)
+    assert.deepEqual(now.filter(n => !n.startsWith(TEMP_PREFIX)), [])
+    await Promise.all(writes)
+    await batch.flush()
+  }
+
+  async function checkFiles (dir: string): Promise<void> {
+    assert.deepEqual(await listAll(dir), ['f0', 'f1', 'f2'])
+    for (const [i, c] of files.entries()) {
+      assert.equal(await fsp.readFile(join(dir, `f${i}`), 'utf8'), c)
+      const st = await fsp.stat(join(dir, `f${i}`), { bigint: true })
+      assert.equal(Number(st.mode & 0o7777n), entryOf(i).mode)
+      assertMtime(st, T + i, NSEC)
+    }
+  }
+
+  test('files appear, whole and with their metadata, only once their batch is synced', async () => {
+    const dir = await freshDir()
+    await writeAll(dir)
+    await checkFiles(dir)
+  })
+
+  test('without `sync -f` on the PATH every file is fsynced instead', async () => {
+    const dir = await freshDir()
+    const path = process.env.PATH
+    process.env.PATH = '/nonexistent'
+    try {
+      await writeAll(dir)
+    } finally {
+      process.env.PATH = path
+    }
+    await checkFiles(dir)
+  })
+
+  test('a file that cannot be created fails alone, leaving no temp file', async () => {
+    const dir = await freshDir()
+    const batch = new SmallFileBatch()
+    await assert.rejects(batch.write(join(dir, 'missing-dir', 'x'), fileEntry('x', 'x'), [enc.encode('x')]), /ENOENT/)
+    await batch.write(join(dir, 'y'), fileEntry('y', 'y'), [enc.encode('y')])
+    assert.deepEqual(await listAll(dir), ['y'])
   })
 })

@@ -1,0 +1,28 @@
+import { closeSync, constants, openSync, readSync } from 'node:fs'
+
+/**
+ * Files up to this size are read with synchronous calls on the calling thread: one such
+ * read costs ~20–40 µs here, several times less than the promise + thread-pool round
+ * trips of open/read/close (which dominated trees of small files).
+ */
+export const SYNC_READ_MAX = 64 * 1024
+
+/** The whole content of a small file (never through a symlink), or the error; a size other than `size` is an error. */
+export function readSmallFileSync (path: string, size: number): Buffer | Error {
+  let fd: number | undefined
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+    const buf = Buffer.allocUnsafe(size + 1)
+    let got = 0
+    while (got < buf.byteLength) {
+      const n = readSync(fd, buf, got, buf.byteLength - got, got)
+      if (n === 0) break
+      got += n
+    }
+    return got === size ? buf.subarray(0, size) : new Error('file changed size since the scan')
+  } catch (err) {
+    return err as Error
+  } finally {
+    if (fd != null) closeSync(fd)
+  }
+}
