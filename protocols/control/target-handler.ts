@@ -6,7 +6,7 @@ import { expectJson, readJson, writeJson } from '../framing/json.js'
 import { manifestDigest } from '../../src/manifest/digest.js'
 import { checkManifestShape } from '../../src/manifest/validate.js'
 import type { Entry } from '../../src/manifest/types.js'
-import { TargetSession } from '../../src/sync/target-session.js'
+import { scanDestination, TargetSession } from '../../src/sync/target-session.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
 import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.js'
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION } from './consts.js'
@@ -89,6 +89,9 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const dst = await checkDestination(open.dst, opts.allowedRoots)
     opts.sessions.lockDestination(dst, open.session)
     locked = { dst, id: open.session }
+    // the destination is scanned while the manifest arrives
+    const localScan = scanDestination(dst, opts.log)
+    localScan.catch(() => {})
 
     const entries: Entry[] = []
     while (entries.length < open.entryCount) {
@@ -106,7 +109,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const digest = manifestDigest(root, entries)
     if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
 
-    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, manifest: { root, entries, digest }, onWarning: opts.log })
+    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, localScan, manifest: { root, entries, digest }, onWarning: opts.log })
     opts.sessions.add(session)
     const s = session
     session.onChildFailed = (peer, error) => { writeJson(fs, { type: 'child-failed', peer, error: error.slice(0, 4000) }).catch(() => {}) }

@@ -9,8 +9,8 @@ import { createMode, metadataSteps, tempNameIn } from './atomic-writer.js'
 /** Files up to this size (verified in memory) take the batched path. */
 export const SMALL_FILE_MAX = 64 * 1024
 /** Start a batch's sync at once when this many files wait; otherwise after BATCH_DELAY_MS. */
-const BATCH_FILES = 1024
-const BATCH_DELAY_MS = 10
+const BATCH_FILES = 2048
+const BATCH_DELAY_MS = 20
 
 interface Waiting { temp: string, final: string, dev: number, resolve: () => void, reject: (err: unknown) => void }
 

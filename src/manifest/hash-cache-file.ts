@@ -52,10 +52,15 @@ export class FileHashCache implements HashCache {
     const ns = BigInt(mtime) * 1_000_000_000n + BigInt(mtimeNsec)
     if (ns >= this.scanStartNs - RACY_WINDOW_NS) return
     this.next.set(path, [size, mtime, mtimeNsec, ino, hash])
+    this.stored++
   }
+
+  private stored = 0
 
   /** Write what this scan saw (entries of deleted files drop out). */
   async save (root: string): Promise<void> {
+    // every row was looked up and found, none added: the file already says this
+    if (this.stored === 0 && this.next.size === this.prev.size && this.hits === this.prev.size) return
     await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 })
     const tmp = `${this.file}.${process.pid}.tmp`
     await writeFile(tmp, JSON.stringify({ format: FORMAT, root, rows: Object.fromEntries(this.next) }), { mode: 0o600 })

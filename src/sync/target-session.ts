@@ -29,7 +29,23 @@ export interface TargetSessionInit {
   /** stage every file, change the tree only in switchOver() */
   atomic?: boolean
   manifest: Manifest
+  /** the destination's scan, if already started (see scanDestination) */
+  localScan?: Promise<LocalScan>
   onWarning?: (msg: string) => void
+}
+
+/** What is at a destination now: its entries, and temp names left by dead sessions. */
+export interface LocalScan { exists: boolean, entries: Entry[], stale: string[] }
+
+/**
+ * Scan a destination (no hashing). The control handler starts this as soon as the
+ * destination is known, so it runs while the manifest is still arriving.
+ */
+export async function scanDestination (dst: string, onWarning?: (msg: string) => void, signal?: AbortSignal): Promise<LocalScan> {
+  const exists = await lstat(dst).then(() => true, () => false)
+  const stale: string[] = []
+  const entries = exists ? (await scanTree(dst, { hash: false, onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
+  return { exists, entries, stale }
 }
 
 export type TargetOutcome = {
@@ -106,12 +122,11 @@ export class TargetSession {
   /** Diff and (unless dry-run) apply dirs, symlinks, deletions and metadata fixes. Returns the files to fetch. */
   async prepare (signal?: AbortSignal): Promise<{ files: number[], bytes: number, resume: Array<[number, number]> }> {
     const { manifest } = this.init
-    const exists = await lstat(this.init.dst).then(() => true, () => false)
-    if (!this.init.dryRun) await prepareRoot(this.init.dst)
     // temp files left by a session that died (crash, kill, power loss): this session holds
     // the destination's lock, so no live writer owns any of them
-    const stale: string[] = []
-    const local = this.local = exists ? (await scanTree(this.init.dst, { hash: false, onWarning: this.init.onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
+    const { entries: local, stale } = await (this.init.localScan ?? scanDestination(this.init.dst, this.init.onWarning, signal))
+    this.local = local
+    if (!this.init.dryRun) await prepareRoot(this.init.dst)
     let changes = diffTrees(manifest.entries, local, { delete: this.init.delete, owners: isRoot })
     if (changes.verify.length > 0) {
       const hashes = new Map<number, string | undefined>()

@@ -1,0 +1,37 @@
+import { test, describe } from 'node:test'
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { canonicalLine, manifestDigest } from '../../src/manifest/digest.js'
+import type { Entry, RootMeta } from '../../src/manifest/types.js'
+
+// The definition in docs/PROTOCOLS.md: one JSON array per entry, root first.
+const reference = (e: Entry): string =>
+  JSON.stringify([e.path, e.type, e.mode, e.size, e.mtime, e.mtimeNsec, e.hash ?? '', e.target ?? '', e.uid ?? -1, e.gid ?? -1]) + '\n'
+const referenceDigest = (root: RootMeta, entries: Entry[]): string => {
+  const h = createHash('sha256')
+  h.update(JSON.stringify(['.', root.mode, root.mtime, root.mtimeNsec, root.uid ?? -1, root.gid ?? -1]) + '\n')
+  for (const e of entries) h.update(reference(e))
+  return h.digest('hex')
+}
+
+const odd: Entry[] = [
+  { path: 'plain-name_1.txt', type: 'file', mode: 0o644, mtime: 1_700_000_000, mtimeNsec: 5, size: 3, hash: 'ab'.repeat(32) },
+  { path: 'quote"back\\slash', type: 'file', mode: 0o4755, mtime: -86_400, mtimeNsec: 999_999_999, size: 0, hash: 'cd'.repeat(32), uid: 0, gid: 0 },
+  { path: 'ctl\u0001tab\tnew\nline', type: 'dir', mode: 0, mtime: 0, mtimeNsec: 0, size: 0 },
+  { path: 'ünïcödé/日本語 and space', type: 'symlink', mode: 0o777, mtime: 1, mtimeNsec: 1, size: 0, target: '../a "b"\\c', uid: 65534, gid: 65534 },
+  { path: 'lone\ud800surrogate', type: 'symlink', mode: 0o777, mtime: 1, mtimeNsec: 1, size: 0, target: 'plain/target' }
+]
+
+describe('manifest digest', () => {
+  test('canonicalLine is exactly the documented JSON line, escapes included', () => {
+    for (const e of odd) assert.equal(canonicalLine(e), reference(e))
+  })
+
+  test('hashing in chunks gives the per-line digest, for small and large manifests', () => {
+    const root: RootMeta = { mode: 0o755, mtime: 1_700_000_000, mtimeNsec: 42 }
+    assert.equal(manifestDigest(root, odd), referenceDigest(root, odd))
+    const many: Entry[] = Array.from({ length: 5000 }, (_, i) => ({ ...odd[i % odd.length], path: `${i}/${odd[i % odd.length].path}` }))
+    assert.equal(manifestDigest(root, many), referenceDigest(root, many))
+    assert.notEqual(manifestDigest(root, many), manifestDigest({ ...root, mtimeNsec: 43 }, many))
+  })
+})
