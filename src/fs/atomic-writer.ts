@@ -49,9 +49,18 @@ export function metadataSteps (entry: Entry): { chown: boolean, chmod: boolean }
  * only after size and SHA-256 match the manifest: nothing half-written is ever visible
  * at the final path. Mode, mtime (and owner, as root) are set before the rename.
  */
+/**
+ * A large file is flushed to disk as it is written, every this many bytes, so the fsync
+ * before the rename finds little left to do (it is on the critical path: the last file of a
+ * transfer is renamed only after it).
+ */
+const ROLLING_SYNC_BYTES = 32 * 1024 * 1024
+
 export class AtomicFileWriter {
   private readonly hash: Hash = createHash('sha256')
   private written = 0
+  private unsynced = 0
+  private syncing?: Promise<void>
   private fh?: FileHandle
   readonly tempPath: string
 
@@ -95,6 +104,7 @@ export class AtomicFileWriter {
    */
   async keepPartial (): Promise<void> {
     if (this.written === 0) { await this.abort(); return }
+    await this.syncing
     await this.fh?.close().catch(() => {})
     this.fh = undefined
     await rename(this.tempPath, partialPathFor(this.finalPath, this.entry)).catch(async () => { await unlink(this.tempPath).catch(() => {}) })
@@ -133,6 +143,12 @@ export class AtomicFileWriter {
       }
     }
     this.written += len
+    this.unsynced += len
+    if (this.unsynced >= ROLLING_SYNC_BYTES && this.syncing == null && this.fh != null) {
+      this.unsynced = 0
+      // in the background; commit() waits for it. A failure here shows again in commit's fsync.
+      this.syncing = this.fh.datasync().catch(() => {}).finally(() => { this.syncing = undefined })
+    }
   }
 
   /** Append bytes (one buffer or several), hashing them: for callers that write in order. */
@@ -155,6 +171,7 @@ export class AtomicFileWriter {
       digest ??= this.hash.digest('hex')
       if (digest !== this.entry.hash) throw new HashMismatchError(`${this.entry.path}: SHA-256 ${digest} does not match the manifest`)
       const fh = this.fh!
+      await this.syncing
       await fh.sync()
       // chown before chmod: chown clears setuid/setgid bits. Both only when needed.
       const steps = metadataSteps(this.entry)
@@ -171,6 +188,7 @@ export class AtomicFileWriter {
   }
 
   async abort (): Promise<void> {
+    await this.syncing
     await this.fh?.close().catch(() => {})
     this.fh = undefined
     await unlink(this.tempPath).catch(() => {})

@@ -3,7 +3,8 @@ import { isAbsolute } from 'node:path'
 import type { Libp2p } from '@libp2p/interface'
 import { parseTarget } from '../node/targets.js'
 import { TargetLink } from '../../protocols/control/target-link.js'
-import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
+import { DEFAULT_STALL_TIMEOUT_MS, DIAL_TIMEOUT_MS } from '../../protocols/control/consts.js'
+import { dialPeer } from '../node/dial.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
 import { scanTree } from '../manifest/scan.js'
 import { FileHashCache } from '../manifest/hash-cache-file.js'
@@ -61,6 +62,15 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   const fanout = task.fanout ?? DEFAULT_FANOUT
   const frameBytes = Math.min(MAX_FRAME_BYTES / 4, Math.max(MIN_FRAME_BYTES, task.frameBytes ?? DEFAULT_FRAME_BYTES))
   const self = node.peerId.toString()
+
+  // connect to every target (TCP, Noise, muxer) while the tree is scanned; the control
+  // streams are opened on these connections once the manifest is ready
+  for (const given of task.targets) {
+    try {
+      const { dial, peer } = parseTarget(given)
+      if (peer !== self) dialPeer(node, dial, AbortSignal.timeout(DIAL_TIMEOUT_MS)).catch(() => {})
+    } catch {}
+  }
 
   let manifest: Manifest
   try {
