@@ -43,17 +43,23 @@ export const OpenMsg = z.object({
 export const EntriesMsg = z.object({ type: z.literal('entries'), entries: z.array(WireEntry).max(100_000) })
 export const ManifestEndMsg = z.object({ type: z.literal('manifest-end'), digest: z.string().regex(/^[0-9a-f]{64}$/) })
 export const ChildInfo = z.object({ peer: peerId, addrs: z.array(z.string().max(1024)).max(32) })
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/)
 export const PlanMsg = z.object({
   type: z.literal('plan'),
+  /** entries of needs.have whose content is the source's: metadata only, no data */
+  same: z.array(uint).max(1_000_000).optional(),
   /** null: this target receives no file data (it needs none) */
   relay: z.object({ classId: uint, parent: peerId, children: z.array(ChildInfo).max(1024), frameBytes: uint }).nullable()
 })
+/** The SHA-256 of a file whose manifest entry has none (deferred), once the source has read it. */
+export const HashMsg = z.object({ type: z.literal('hash'), index: uint, hash: hex64 })
 /** --atomic: the source's verdict once every target has staged (or one failed) */
 export const SwitchMsg = z.object({ type: z.literal('switch'), go: z.boolean(), reason: z.string().max(4096).optional() })
 /** --atomic: sent while a staged target waits for the verdict */
 export const SourceHeartbeatMsg = z.object({ type: z.literal('heartbeat') })
-export const AwaitSwitchMsg = z.discriminatedUnion('type', [SwitchMsg, SourceHeartbeatMsg])
-export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, EntriesMsg, ManifestEndMsg, PlanMsg, SwitchMsg, SourceHeartbeatMsg])
+/** What the source may send after the plan: hashes during the data phase, then (--atomic) heartbeats and the switch. */
+export const LateSourceMsg = z.discriminatedUnion('type', [HashMsg, SwitchMsg, SourceHeartbeatMsg])
+export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, EntriesMsg, ManifestEndMsg, PlanMsg, HashMsg, SwitchMsg, SourceHeartbeatMsg])
 
 // target → source
 export const Counts = z.object({ created: uint, deleted: uint, updated: uint })
@@ -63,6 +69,8 @@ export const NeedsMsg = z.object({
   bytes: uint,
   /** [file index, offset]: continue these files at the offset (the target kept a part) */
   resume: z.array(z.tuple([uint, uint])).max(1_000_000).optional(),
+  /** [file index, local SHA-256]: asked for because the source's hash is deferred, but this content may be the same */
+  have: z.array(z.tuple([uint, hex64])).max(1_000_000).optional(),
   changes: Counts
 })
 export const ReadyMsg = z.object({ type: z.literal('ready') })

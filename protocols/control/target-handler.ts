@@ -10,7 +10,8 @@ import { scanDestination, TargetSession } from '../../src/sync/target-session.js
 import type { SessionRegistry } from '../../src/sync/sessions.js'
 import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.js'
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION } from './consts.js'
-import { AwaitSwitchMsg, EntriesMsg, ManifestEndMsg, OpenMsg, PlanMsg, toEntry, toRoot } from './messages.js'
+import { SourceInbox } from './source-inbox.js'
+import { EntriesMsg, ManifestEndMsg, OpenMsg, PlanMsg, toEntry, toRoot } from './messages.js'
 
 export interface TargetHandlerOptions {
   node: Libp2p
@@ -60,14 +61,6 @@ async function checkDestination (dst: string, roots: string[]): Promise<string> 
   }
 }
 
-/** --atomic: wait for the source's verdict; its heartbeats keep the wait alive. */
-async function awaitSwitch (fs: FramedStream, stallMs: number): Promise<{ go: boolean, reason?: string }> {
-  for (;;) {
-    const m = await expectJson(fs, AwaitSwitchMsg, AbortSignal.timeout(stallMs))
-    if (m.type === 'switch') return m
-  }
-}
-
 /**
  * Inbound /gosync/control/1 on a target: trust check, manifest, diff and apply, needs,
  * plan, then the result. See docs/PROTOCOLS.md for the state machine.
@@ -109,7 +102,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const digest = manifestDigest(root, entries)
     if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
 
-    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, localScan, manifest: { root, entries, digest }, onWarning: opts.log })
+    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, stallMs: opts.stallMs, localScan, manifest: { root, entries, digest }, onWarning: opts.log })
     opts.sessions.add(session)
     const s = session
     session.onChildFailed = (peer, error) => { writeJson(fs, { type: 'child-failed', peer, error: error.slice(0, 4000) }).catch(() => {}) }
@@ -118,12 +111,19 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     }, HEARTBEAT_MS)
 
     const needs = await session.prepare()
-    await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, resume: needs.resume, changes: session.counts })
+    await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, resume: needs.resume, have: needs.have.length > 0 ? needs.have : undefined, changes: session.counts })
     // the plan may take a while: the source waits for every target's needs first
     const plan = await expectJson(fs, PlanMsg, AbortSignal.timeout(PLAN_TIMEOUT_MS))
-    if (plan.relay != null && (open.dryRun || needs.files.length === 0)) throw new ControlRefusal('bad-plan', 'relay assigned to a target that needs no data')
-    if (plan.relay == null && needs.files.length > 0 && !open.dryRun) throw new ControlRefusal('bad-plan', 'no relay assigned but files are needed')
+    try {
+      await session.applySame(plan.same ?? [])
+    } catch (err) {
+      throw new ControlRefusal('bad-plan', (err as Error).message)
+    }
+    if (plan.relay != null && (open.dryRun || session.wanted.length === 0)) throw new ControlRefusal('bad-plan', 'relay assigned to a target that needs no data')
+    if (plan.relay == null && session.wanted.length > 0 && !open.dryRun) throw new ControlRefusal('bad-plan', 'no relay assigned but files are needed')
     session.setRelay(plan.relay)
+    // from here on one reader takes what the source sends: deferred hashes, the switch
+    const inbox = new SourceInbox(fs, (i, h) => s.setHash(i, h), (err) => { s.relayFailed(err) })
     await writeJson(fs, { type: 'ready' })
     let outcome = await session.finish(opts.stallMs)
     if (session.atomic) {
@@ -131,7 +131,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
       clearInterval(heartbeat)
       await writeJson(fs, { type: 'staged', ok: outcome.status !== 'failed', error: outcome.error, files: outcome.files, bytes: outcome.bytes })
       if (outcome.status !== 'failed') {
-        const verdict = await awaitSwitch(fs, opts.stallMs)
+        const verdict = await inbox.switchVerdict(opts.stallMs)
         heartbeat = setInterval(() => { writeJson(fs, { type: 'heartbeat', files: s.progress.files, bytes: s.progress.bytes }).catch(() => {}) }, HEARTBEAT_MS)
         outcome = verdict.go
           ? await session.switchOver()
@@ -148,7 +148,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     await writeJson(fs, { type: 'result', ...outcome, receipt })
     await fs.closeWrite()
     // let the source read to the end and hang up first (closing early can lose data)
-    await readJson(fs, PlanMsg, AbortSignal.timeout(10_000)).catch(() => {})
+    await Promise.race([inbox.done, new Promise(resolve => setTimeout(resolve, 10_000).unref())])
   } catch (err) {
     const e = err as Error
     const code = e instanceof ControlRefusal ? e.code : (e.name === 'DestinationBusyError' ? 'busy' : 'failed')

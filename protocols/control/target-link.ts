@@ -86,12 +86,12 @@ export class TargetLink {
     }
   }
 
-  async needs (): Promise<{ files: number[], bytes: number, resume?: Array<[number, number]>, changes: Counts }> {
+  async needs (): Promise<{ files: number[], bytes: number, resume?: Array<[number, number]>, have?: Array<[number, string]>, changes: Counts }> {
     return await this.next('needs')
   }
 
-  async sendPlan (relay: RelayPlan | null): Promise<void> {
-    await writeJson(this.fs, { type: 'plan', relay }, AbortSignal.timeout(this.stallMs))
+  async sendPlan (relay: RelayPlan | null, same: number[] = []): Promise<void> {
+    await writeJson(this.fs, { type: 'plan', relay, same: same.length > 0 ? same : undefined }, AbortSignal.timeout(this.stallMs))
     await this.next('ready')
   }
 
@@ -99,6 +99,11 @@ export class TargetLink {
     const r = await this.next('result')
     await this.fs.closeWrite()
     return r
+  }
+
+  /** The hash of a deferred file this target receives; fire and forget (a dead link shows elsewhere). */
+  sendHash (index: number, hash: string): void {
+    writeJson(this.fs, { type: 'hash', index, hash }).catch(() => {})
   }
 
   /** --atomic: the target has received (and verified) all it needs into its stage, or failed. */

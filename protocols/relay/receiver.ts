@@ -24,7 +24,7 @@ const inflate = promisify(inflateRaw)
  */
 export async function runReceiver (node: Libp2p, fs: FramedStream, session: TargetSession, stallMs: number): Promise<void> {
   const relay = session.relay!
-  const sink = new FileSink(session.placeFile, session.entries, session.wanted, session.resumeOffsets)
+  const sink = new FileSink(session.placeFile, session.entries, session.wanted, session.resumeOffsets, session.expectedHash)
   await writeJson(fs, { type: 'accept', window: WINDOW_BYTES })
   // children connect while the first frames arrive
   const childrenReady = Promise.all(relay.children.map(async (c) => {
@@ -127,6 +127,8 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     await fs.closeWrite()
     session.relayFinished(result)
   } catch (err) {
+    // files whose data is in but whose deferred hash is not: they cannot finish now
+    session.endHashes(err as Error)
     await sink.abort()
     session.received = sink.bytesReceived
     const e = err as Error

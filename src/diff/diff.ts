@@ -110,7 +110,8 @@ export function resolveVerified (changes: TargetChanges, source: readonly Entry[
   const meta = [...changes.meta]
   const fetch = [...changes.fetch]
   for (const i of changes.verify) {
-    if (localHashes.get(i) === source[i].hash) meta.push(i)
+    // a deferred source hash decides later (needs.have / plan.same): fetch for now
+    if (source[i].hash != null && localHashes.get(i) === source[i].hash) meta.push(i)
     else fetch.push(i)
   }
   const byIndex = (a: number, b: number): number => a - b

@@ -16,9 +16,17 @@ let tempCounter = 0
 /** Prefix of kept parts of interrupted files: a temp name too (scans never list it). */
 export const PART_PREFIX = TEMP_PREFIX + 'part-'
 
-/** Where the part of `entry`'s content is kept: same directory, named by the content hash. */
+/**
+ * A name for a file's content: its SHA-256, or, while that is deferred (not known before the
+ * data), a digest of path, size and mtime: the same file, the same key, in the next session too.
+ */
+export function contentKey (entry: Entry): string {
+  return entry.hash ?? createHash('sha256').update(`deferred\0${entry.path}\0${entry.size}\0${entry.mtime}\0${entry.mtimeNsec}`).digest('hex')
+}
+
+/** Where the part of `entry`'s content is kept: same directory, named by its content key. */
 export function partialPathFor (finalPath: string, entry: Entry): string {
-  return join(dirname(finalPath), PART_PREFIX + (entry.hash ?? '').slice(0, 40))
+  return join(dirname(finalPath), PART_PREFIX + contentKey(entry).slice(0, 40))
 }
 
 export function tempNameIn (dir: string): string {
@@ -163,13 +171,16 @@ export class AtomicFileWriter {
     await this.writeAt(parts, this.written)
   }
 
-  /** Verify, fsync, set metadata, rename into place. On any failure the temp file is removed. */
-  /** `digest`: the SHA-256 the caller computed over everything given to writeAt, in file order. */
-  async commit (digest?: string): Promise<void> {
+  /**
+   * Verify, fsync, set metadata, rename into place. On any failure the temp file is removed.
+   * `digest`: the SHA-256 the caller computed over everything given to writeAt, in file order;
+   * `expected`: the hash to match (the manifest's, or the source's deferred one).
+   */
+  async commit (digest?: string, expected: string | undefined = this.entry.hash): Promise<void> {
     try {
       if (this.written !== this.entry.size) throw new HashMismatchError(`${this.entry.path}: got ${this.written} bytes, manifest says ${this.entry.size}`)
       digest ??= this.hash.digest('hex')
-      if (digest !== this.entry.hash) throw new HashMismatchError(`${this.entry.path}: SHA-256 ${digest} does not match the manifest`)
+      if (expected == null || digest !== expected) throw new HashMismatchError(`${this.entry.path}: SHA-256 ${digest} does not match ${expected == null ? 'any hash from the source' : 'the source\'s'}`)
       const fh = this.fh!
       await this.syncing
       await fh.sync()

@@ -27,6 +27,12 @@ export interface ScanOptions {
   signal?: AbortSignal
   /** files hashed in parallel */
   hashConcurrency?: number
+  /**
+   * Files at least this large whose hash the cache does not know are left without one:
+   * the source hashes them while it sends them and gives the hash on the control stream
+   * (deferred hashing, see docs/PROTOCOLS.md). Unset: every file is hashed here.
+   */
+  deferHashMin?: number
 }
 
 export class NotADirectoryError extends Error {
@@ -112,22 +118,22 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
   }
   entries.sort((a, b) => comparePaths(a.path, b.path))
 
-  if (opts.hash) {
-    await hashEntries(root, entries.filter(e => e.type === 'file'), opts)
-  }
-  const kept = entries.filter(e => e.type !== 'file' || !opts.hash || e.hash != null)
+  const deferred = opts.hash ? await hashEntries(root, entries.filter(e => e.type === 'file'), opts) : new Set<Entry>()
+  const kept = entries.filter(e => e.type !== 'file' || !opts.hash || e.hash != null || deferred.has(e))
   const rootM = rootMeta(rootSt)
   return { root: rootM, entries: kept, digest: manifestDigest(rootM, kept) }
 }
 
-/** Fill in `hash` for the given file entries, using the cache where it knows the file. */
-export async function hashEntries (root: string, files: Entry[], opts: Pick<ScanOptions, 'hashCache' | 'onWarning' | 'signal' | 'hashConcurrency'>): Promise<void> {
+/** Fill in `hash` for the given file entries, using the cache where it knows the file. Returns the entries left for deferred hashing. */
+export async function hashEntries (root: string, files: Entry[], opts: Pick<ScanOptions, 'hashCache' | 'onWarning' | 'signal' | 'hashConcurrency' | 'deferHashMin'>): Promise<Set<Entry>> {
+  const deferred = new Set<Entry>()
   let next = 0
   const worker = async (): Promise<void> => {
     while (next < files.length) {
       const e = files[next++]
       const cached = opts.hashCache?.lookup(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0)
       if (cached != null) { e.hash = cached; continue }
+      if (opts.deferHashMin != null && e.size >= opts.deferHashMin) { deferred.add(e); continue }
       try {
         e.hash = await hashFile(join(root, e.path), opts.signal, e.size)
         opts.hashCache?.store?.(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, e.hash)
@@ -138,4 +144,5 @@ export async function hashEntries (root: string, files: Entry[], opts: Pick<Scan
     }
   }
   await Promise.all(Array.from({ length: Math.max(1, opts.hashConcurrency ?? 8) }, worker))
+  return deferred
 }

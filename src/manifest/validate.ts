@@ -40,7 +40,8 @@ export function checkManifestShape (entries: readonly Entry[]): void {
         break
       case 'file':
         if (!Number.isSafeInteger(e.size) || e.size < 0) throw new InvalidManifestError(`bad size for ${e.path}`)
-        if (e.hash == null || !HEX64.test(e.hash)) throw new InvalidManifestError(`bad hash for ${e.path}`)
+        // no hash: deferred, the source sends it on the control stream once it has read the file
+        if (e.hash != null && !HEX64.test(e.hash)) throw new InvalidManifestError(`bad hash for ${e.path}`)
         break
       case 'symlink':
         if (typeof e.target !== 'string' || e.target.length === 0 || e.target.length > 4096 || e.target.includes('\0')) {

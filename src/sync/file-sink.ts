@@ -24,7 +24,11 @@ export interface SinkResult {
   failures: string[]
 }
 
+/** The SHA-256 a file must have: the manifest's, or (deferred) the one the source sends later. */
+export type ExpectedHash = (index: number, entry: Entry) => Promise<string | undefined>
+
 interface OpenFile {
+  index: number
   entry: Entry
   /** resolves to the writer, or undefined if it could not be created */
   writer: Promise<AtomicFileWriter | undefined>
@@ -57,7 +61,7 @@ export class FileSink {
 
   private readonly place: FilePlacer
 
-  constructor (dst: DestinationRoot | FilePlacer, private readonly entries: readonly Entry[], private readonly files: readonly number[], private readonly offsets: ReadonlyMap<number, number> = new Map()) {
+  constructor (dst: DestinationRoot | FilePlacer, private readonly entries: readonly Entry[], private readonly files: readonly number[], private readonly offsets: ReadonlyMap<number, number> = new Map(), private readonly expected: ExpectedHash = async (_i, e) => e.hash) {
     this.place = dst instanceof DestinationRoot ? async (_i, e) => await dst.resolve(e.path) : dst
   }
 
@@ -77,7 +81,7 @@ export class FileSink {
     const hash = createHash('sha256')
     if (entry.size <= SMALL_FILE_MAX && offset === 0) {
       const path = this.place(index, entry).catch((err: Error) => { this.fail(entry, err); return undefined })
-      const file: OpenFile = { entry, writer: Promise.resolve(undefined), small: { path, chunks: [] }, received: 0, offset: 0, hash, writes: [], failed: false }
+      const file: OpenFile = { index, entry, writer: Promise.resolve(undefined), small: { path, chunks: [] }, received: 0, offset: 0, hash, writes: [], failed: false }
       this.current = file
       if (entry.size === 0) this.complete(file)
       return
@@ -87,7 +91,7 @@ export class FileSink {
         ? await AtomicFileWriter.resume(abs, entry, offset, (chunk) => { hash.update(chunk) })
         : await AtomicFileWriter.create(abs, entry))
       .catch((err: Error) => { this.fail(entry, err); return undefined })
-    const file: OpenFile = { entry, writer, received: offset, offset, hash, writes: [], failed: false }
+    const file: OpenFile = { index, entry, writer, received: offset, offset, hash, writes: [], failed: false }
     this.current = file
     // a resumed file hashes its kept prefix first: later DATA must wait for that
     if (offset > 0) await writer
@@ -181,7 +185,8 @@ export class FileSink {
       const d: Promise<void> = path.then(async (abs) => {
         if (abs == null || file.failed) return
         const digest = file.hash.digest('hex')
-        if (digest !== file.entry.hash) throw new HashMismatchError(`${file.entry.path}: SHA-256 ${digest} does not match the manifest`)
+        const want = await this.expected(file.index, file.entry)
+        if (want == null || digest !== want) throw new HashMismatchError(`${file.entry.path}: SHA-256 ${digest} does not match the source's`)
         await this.batch.write(abs, file.entry, chunks)
         this.result.files++
         this.result.bytes += file.entry.size
@@ -194,7 +199,8 @@ export class FileSink {
       await Promise.all(file.writes)
       if (file.failed) { await w.abort(); return }
       try {
-        await w.commit(file.hash.digest('hex'))
+        const want = await this.expected(file.index, file.entry).catch(async (err) => { await w.abort(); throw err })
+        await w.commit(file.hash.digest('hex'), want)
         this.result.files++
         this.result.bytes += file.entry.size - file.offset
       } catch (err) {

@@ -1,3 +1,4 @@
+import { createHash, type Hash } from 'node:crypto'
 import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -43,6 +44,20 @@ export interface SendClassOptions {
   onChildFailed: (peer: string, error: string) => void
   /** files the class continues from a kept part: index → offset */
   offsets?: ReadonlyMap<number, number>
+  /** a file with a deferred hash was read to its end: the SHA-256 of exactly what was sent */
+  onFileHash?: (index: number, hash: string) => void
+}
+
+/** SHA-256 of the first `length` bytes of an open file (the part a target continues after). */
+async function hashPrefix (fh: FileHandle, length: number, into: Hash): Promise<void> {
+  const buf = Buffer.allocUnsafe(Math.min(length, 1 << 20) || 1)
+  let pos = 0
+  while (pos < length) {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - pos), pos)
+    if (bytesRead === 0) throw new Error('file shrank while being sent')
+    into.update(buf.subarray(0, bytesRead))
+    pos += bytesRead
+  }
 }
 
 /**
@@ -106,6 +121,7 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
       }
       await sendAll([encodeBegin(index, 0)])
       if (e.size > 0) await sendData(content)
+      if (e.hash == null) opts.onFileHash?.(index, createHash('sha256').update(content).digest('hex'))
       continue
     }
     let fh: FileHandle | undefined
@@ -116,6 +132,9 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
       continue
     }
     try {
+      // deferred hash: computed over what is read and sent, the kept prefix included
+      const hash = e.hash == null ? createHash('sha256') : undefined
+      if (hash != null && offset > 0) await hashPrefix(fh, offset, hash)
       await sendAll([encodeBegin(index, offset)])
       let sent = offset
       // read ahead one frame while the previous one is being sent
@@ -139,8 +158,10 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
         }
         sent += chunk.byteLength
         next = sent < e.size ? readChunk() : undefined
+        hash?.update(chunk)
         await sendData(chunk)
       }
+      if (hash != null && sent === e.size) opts.onFileHash?.(index, hash.digest('hex'))
     } catch (err) {
       await sendAll([encodeSkip(index, (err as Error).message)])
     } finally {

@@ -1,8 +1,8 @@
-import { chmod, lstat, mkdir, readdir, rm, utimes } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readdir, rename, rm, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { diffTrees, isNoop, resolveVerified, type TargetChanges } from '../diff/diff.js'
-import { applyStructure, finalizeDirectories, placeStagedFile, prepareRoot } from '../fs/apply.js'
-import { PART_PREFIX, partialPathFor } from '../fs/atomic-writer.js'
+import { applyStructure, finalizeDirectories, placeStagedFile, prepareRoot, setMetadata } from '../fs/apply.js'
+import { contentKey, PART_PREFIX, partialPathFor } from '../fs/atomic-writer.js'
 import { DestinationRoot } from '../fs/safe-path.js'
 import { hashFile } from '../manifest/hash.js'
 import { scanTree, TEMP_PREFIX } from '../manifest/scan.js'
@@ -29,6 +29,8 @@ export interface TargetSessionInit {
   /** stage every file, change the tree only in switchOver() */
   atomic?: boolean
   manifest: Manifest
+  /** how long to wait for a deferred hash once a file's data is in (default 30 s) */
+  stallMs?: number
   /** the destination's scan, if already started (see scanDestination) */
   localScan?: Promise<LocalScan>
   onWarning?: (msg: string) => void
@@ -117,10 +119,10 @@ export class TargetSession {
 
   /** Where the relay writes file `index`: its final path, or its place in the stage. */
   readonly placeFile = async (_index: number, e: Entry): Promise<string> =>
-    this.atomic ? join(this.stageDir, e.hash!) : await this.dst.resolve(e.path)
+    this.atomic ? join(this.stageDir, contentKey(e)) : await this.dst.resolve(e.path)
 
   /** Diff and (unless dry-run) apply dirs, symlinks, deletions and metadata fixes. Returns the files to fetch. */
-  async prepare (signal?: AbortSignal): Promise<{ files: number[], bytes: number, resume: Array<[number, number]> }> {
+  async prepare (signal?: AbortSignal): Promise<{ files: number[], bytes: number, resume: Array<[number, number]>, have: Array<[number, string]> }> {
     const { manifest } = this.init
     // temp files left by a session that died (crash, kill, power loss): this session holds
     // the destination's lock, so no live writer owns any of them
@@ -132,6 +134,11 @@ export class TargetSession {
       const hashes = new Map<number, string | undefined>()
       for (const i of changes.verify) {
         hashes.set(i, await hashFile(join(this.init.dst, manifest.entries[i].path), signal).catch(() => undefined))
+      }
+      // same size, other mtime, and the source's hash is deferred: ask, and say what we have
+      for (const i of changes.verify) {
+        const h = hashes.get(i)
+        if (manifest.entries[i].hash == null && h != null) this.have.set(i, h)
       }
       changes = resolveVerified(changes, manifest.entries, hashes)
     }
@@ -159,7 +166,7 @@ export class TargetSession {
     const staleSet = new Set(stale.map(p => join(this.init.dst, p)))
     for (const i of this.wanted) {
       const e = manifest.entries[i]
-      const part = partialPathFor(this.atomic ? join(this.stageDir, e.hash!) : join(this.init.dst, e.path), e)
+      const part = partialPathFor(this.atomic ? join(this.stageDir, contentKey(e)) : join(this.init.dst, e.path), e)
       if (!this.atomic && !staleSet.has(part)) continue
       const st = await lstat(part).catch(() => undefined)
       if (st?.isFile() === true && st.size > 0 && st.size < e.size) {
@@ -175,7 +182,67 @@ export class TargetSession {
       this.resumeOffsets.clear()
     }
     this.staleTempFiles = stale.filter(p => !keep.has(join(this.init.dst, p))).length
-    return { files: this.wanted, bytes: bytes - this.resumed, resume: [...this.resumeOffsets] }
+    return { files: this.wanted, bytes: bytes - this.resumed, resume: [...this.resumeOffsets], have: [...this.have] }
+  }
+
+  /** Local hashes of files asked for only because the source's hash is deferred (needs.have). */
+  private readonly have = new Map<number, string>()
+
+  /**
+   * plan.same: the source found these `have` files equal to its own. They become
+   * metadata-only changes: not fetched; mode, owner and mtime set now (at the switch with --atomic).
+   */
+  async applySame (same: readonly number[]): Promise<void> {
+    if (same.length === 0) return
+    const c = this.changes!
+    const drop = new Set(same)
+    for (const i of drop) if (!this.have.has(i)) throw new Error(`plan.same names entry ${i}, which this target did not offer`)
+    this.wanted = this.wanted.filter(i => !drop.has(i))
+    c.fetch = c.fetch.filter(i => !drop.has(i))
+    c.meta = [...c.meta, ...drop].sort((a, b) => a - b)
+    for (const i of drop) this.resumeOffsets.delete(i)
+    if (!this.atomic && !this.init.dryRun) {
+      for (const i of drop) await setMetadata(await this.dst.resolve(this.entries[i].path), this.entries[i])
+    }
+  }
+
+  private readonly lateHashes = new Map<number, string>()
+  private readonly hashWaiters = new Map<number, { resolve: (h: string) => void, reject: (err: Error) => void, timer: NodeJS.Timeout }>()
+  private hashesClosed?: Error
+
+  /** The hash file `index` must have: the manifest's, or the deferred one from the source (waits for it). */
+  readonly expectedHash = async (index: number, e: Entry): Promise<string> => {
+    if (e.hash != null) return e.hash
+    const known = this.lateHashes.get(index)
+    if (known != null) return known
+    if (this.hashesClosed != null) throw this.hashesClosed
+    const waitMs = this.init.stallMs ?? 30_000
+    return await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.hashWaiters.delete(index)
+        reject(new Error(`${e.path}: the source sent no hash for it within ${waitMs / 1000} s`))
+      }, waitMs)
+      this.hashWaiters.set(index, { resolve, reject, timer })
+    })
+  }
+
+  /** A deferred hash from the source (control stream). Returns an error text for a hash it may not send. */
+  setHash (index: number, hash: string): string | undefined {
+    const e = this.entries[index]
+    if (e == null || e.type !== 'file' || e.hash != null || !this.wanted.includes(index)) return `hash for entry ${index}, which this target is not receiving with a deferred hash`
+    const known = this.lateHashes.get(index)
+    if (known != null) return known === hash ? undefined : `two different hashes for entry ${index}`
+    this.lateHashes.set(index, hash)
+    const w = this.hashWaiters.get(index)
+    if (w != null) { clearTimeout(w.timer); this.hashWaiters.delete(index); w.resolve(hash) }
+    return undefined
+  }
+
+  /** No more hashes will come (the session ends): waiters fail at once. */
+  endHashes (err: Error): void {
+    this.hashesClosed ??= err
+    for (const w of this.hashWaiters.values()) { clearTimeout(w.timer); w.reject(err) }
+    this.hashWaiters.clear()
   }
 
   private staleToRemove: string[] = []
@@ -201,15 +268,25 @@ export class TargetSession {
       await utimes(this.init.dst, root.atime, root.mtime)
     }
     const firstUse = new Map<string, number>()
-    for (const i of fetch) if (!firstUse.has(this.entries[i].hash!)) firstUse.set(this.entries[i].hash!, i)
+    for (const i of fetch) if (!firstUse.has(contentKey(this.entries[i]))) firstUse.set(contentKey(this.entries[i]), i)
     const keepNames = new Set<string>()
     const wanted: number[] = []
+    const stagedAs = async (name: string, e: Entry): Promise<boolean> => {
+      const s = await lstat(join(dir, name)).catch(() => undefined)
+      return s?.isFile() === true && s.size === e.size && await hashFile(join(dir, name), signal).catch(() => '') === e.hash
+    }
     for (const [hash, i] of firstUse) {
-      const staged = join(dir, hash)
-      const s = await lstat(staged).catch(() => undefined)
-      if (s?.isFile() === true && s.size === this.entries[i].size && await hashFile(staged, signal).catch(() => '') === hash) {
-        keepNames.add(hash)
-        continue
+      const e = this.entries[i]
+      // (a deferred content cannot be checked before its data: it is always fetched)
+      if (e.hash != null) {
+        if (await stagedAs(hash, e)) { keepNames.add(hash); continue }
+        // staged by a session that had this content's hash deferred: it is named by path and mtime
+        const asDeferred = contentKey({ ...e, hash: undefined })
+        if (await stagedAs(asDeferred, e)) {
+          await rename(join(dir, asDeferred), join(dir, hash))
+          keepNames.add(hash)
+          continue
+        }
       }
       wanted.push(i)
       keepNames.add(PART_PREFIX + hash.slice(0, 40))
@@ -232,10 +309,10 @@ export class TargetSession {
     if (!isRoot) await this.makeDirsWritable(this.local)
     // a content used by several entries: the last one takes the staged file, the others a copy
     const lastUse = new Map<string, number>()
-    for (const i of c.fetch) lastUse.set(entries[i].hash!, i)
+    for (const i of c.fetch) lastUse.set(contentKey(entries[i]), i)
     for (const i of c.fetch) {
       const e = entries[i]
-      await placeStagedFile(join(this.stageDir, e.hash!), await this.dst.resolve(e.path), e, lastUse.get(e.hash!) === i)
+      await placeStagedFile(join(this.stageDir, contentKey(e)), await this.dst.resolve(e.path), e, lastUse.get(contentKey(e)) === i)
     }
     // before finalizing: removing the stage and stale temp files changes directory mtimes
     await rm(this.stageDir, { recursive: true, force: true })
@@ -260,6 +337,7 @@ export class TargetSession {
   /** Best effort after a failure: no more data, and directories get their real modes back. */
   async abandon (): Promise<void> {
     this.closed = true
+    this.endHashes(new Error('session abandoned'))
     this.receiver?.abort(new Error('session abandoned'))
     if (this.changes != null && !this.init.dryRun && !this.atomic) await finalizeDirectories(this.dst, this.init.manifest).catch(() => {})
   }
@@ -287,7 +365,10 @@ export class TargetSession {
   }
 
   relayFinished (result: SinkResult): void { this.relayDone?.resolve(result) }
-  relayFailed (err: Error): void { this.relayDone?.reject(err) }
+  relayFailed (err: Error): void {
+    this.endHashes(err)
+    this.relayDone?.reject(err)
+  }
 
   private receiver?: { abort: (err: Error) => void, done: Promise<void> }
   /** The relay receiver registers itself so a session that gives up can stop it before finalizing. */

@@ -421,3 +421,38 @@ describe('SmallFileBatch', () => {
     assert.deepEqual(await listAll(dir), ['y'])
   })
 })
+
+describe('FileSink with deferred hashes', () => {
+  const big = 'x'.repeat(70 * 1024) + 'end' // above the small-file limit: the AtomicFileWriter path
+  const small = 'small file'
+  const entries: Entry[] = [fileEntry('big', big, { hash: undefined }), fileEntry('small', small, { hash: undefined })]
+  const hashes = [sha(big), sha(small)]
+
+  async function run (expected: (i: number) => Promise<string | undefined>): Promise<{ dir: string, r: Awaited<ReturnType<FileSink['end']>> }> {
+    const dir = await freshDir()
+    const sink = new FileSink(new DestinationRoot(dir), entries, [0, 1], new Map(), async (i) => await expected(i))
+    await sink.begin(0, 0)
+    await sink.data(enc.encode(big.slice(0, 1000)))
+    await sink.data(enc.encode(big.slice(1000)))
+    await sink.begin(1, 0)
+    await sink.data(enc.encode(small))
+    return { dir, r: await sink.end() }
+  }
+
+  test('files wait for the hash from the source, then are verified against it', async () => {
+    const { dir, r } = await run(async (i) => { await new Promise(resolve => setTimeout(resolve, 20)); return hashes[i] })
+    assert.deepEqual(r.failures, [])
+    assert.equal(r.files, 2)
+    assert.equal(await fsp.readFile(join(dir, 'big'), 'utf8'), big)
+    assert.equal(await fsp.readFile(join(dir, 'small'), 'utf8'), small)
+  })
+
+  test('a hash that does not match, or none at all, fails the file and leaves nothing', async () => {
+    for (const expected of [async () => sha('other'), async () => { throw new Error('the source sent no hash') }]) {
+      const { dir, r } = await run(expected)
+      assert.equal(r.files, 0)
+      assert.equal(r.failures.length, 2, r.failures.join('; '))
+      assert.deepEqual(await listAll(dir), [])
+    }
+  })
+})

@@ -118,6 +118,14 @@ describe('diffTrees', () => {
     assert.deepEqual(c.meta, [3])
   })
 
+  test('a deferred source hash (none in the manifest) is fetched, whatever the local hash', () => {
+    const source = unhashed([file('a'), file('b')])
+    const c = diffTrees(source, unhashed([file('a', { mtime: T + 1 }), file('b', { mtime: T + 1 })]), DEL)
+    assert.deepEqual(c, changes({ verify: [0, 1] }))
+    const r = resolveVerified(c, source, new Map<number, string | undefined>([[0, hashOf('1')], [1, undefined]]))
+    assert.deepEqual(r, changes({ fetch: [0, 1] }))
+  })
+
   test('resolveVerified keeps meta and fetch sorted by index', () => {
     const source = [file('a', { hash: hashOf('1') }), file('b', { hash: hashOf('2') }), file('c', { hash: hashOf('3') }), file('d', { hash: hashOf('4') })]
     const r = resolveVerified(changes({ fetch: [2], meta: [3], verify: [0, 1] }), source, new Map([[0, hashOf('1')], [1, hashOf('no')]]))

@@ -210,6 +210,20 @@ describe('scanTree', () => {
     assert.notEqual(m.digest, digest, 'the fake hash is part of the digest')
   })
 
+  test('deferHashMin: large files the cache does not know are left unhashed, kept, and cost no read', async () => {
+    const fake = 'f'.repeat(64)
+    const cache: HashCache = { lookup: (path) => path === 'a.txt' ? fake : undefined, store () {} }
+    const m = await scanTree(root, { hash: true, hashCache: cache, deferHashMin: 3 })
+    const files = m.entries.filter(e => e.type === 'file')
+    assert.equal(files.length, entries.filter(e => e.type === 'file').length, 'deferred files stay in the manifest')
+    for (const e of files) {
+      if (e.path === 'a.txt') assert.equal(e.hash, fake, 'a cache hit is used, however large')
+      else if (e.size >= 3) assert.equal(e.hash, undefined, `${e.path} (${e.size} B) deferred`)
+      else assert.equal(e.hash, sha(CONTENT[e.path]), `${e.path} (${e.size} B) hashed`)
+    }
+    assert.ok(files.some(e => e.size < 3) && files.some(e => e.size >= 3 && e.path !== 'a.txt'), 'the tree has files on both sides of the limit')
+  })
+
   test('throws NotADirectoryError for a file root', async () => {
     await assert.rejects(scanTree(join(root, 'a.txt'), { hash: true }), NotADirectoryError)
   })
