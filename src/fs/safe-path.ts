@@ -25,6 +25,18 @@ export class DestinationRoot {
   /** The directory `rel` ('' = root) must be a real directory all the way down. */
   async checkDir (rel: string): Promise<void> {
     if (this.verified.has(rel)) return
+    // many files of one directory arrive at once: one lstat for all of them
+    let p = this.checking.get(rel)
+    if (p == null) {
+      p = this.check(rel).finally(() => { this.checking.delete(rel) })
+      this.checking.set(rel, p)
+    }
+    await p
+  }
+
+  private readonly checking = new Map<string, Promise<void>>()
+
+  private async check (rel: string): Promise<void> {
     await this.checkDir(parentOf(rel))
     const st = await lstat(join(this.root, rel)).catch((err: NodeJS.ErrnoException) => {
       throw new UnsafePathError(`${rel}: ${err.code === 'ENOENT' ? 'parent directory is missing' : err.message}`)
