@@ -46,7 +46,7 @@ export interface LocalScan { exists: boolean, entries: Entry[], stale: string[] 
 export async function scanDestination (dst: string, onWarning?: (msg: string) => void, signal?: AbortSignal): Promise<LocalScan> {
   const exists = await lstat(dst).then(() => true, () => false)
   const stale: string[] = []
-  const entries = exists ? (await scanTree(dst, { hash: false, onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
+  const entries = exists ? (await scanTree(dst, { hash: false, digest: false, onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
   return { exists, entries, stale }
 }
 
