@@ -17,16 +17,24 @@ export class SourceInbox {
   /** settles when the source closes its side (or the stream fails) */
   readonly done: Promise<void>
 
-  constructor (fs: FramedStream, onHash: (index: number, hash: string) => string | undefined, onFatal: (err: Error) => void) {
-    this.done = this.run(fs, onHash, onFatal)
+  /**
+   * `onFatal`: the source broke the protocol; `onEnd`: the source closed its side (normal
+   * after the result; before it, no hash will come any more).
+   */
+  constructor (fs: FramedStream, onHash: (index: number, hash: string) => string | undefined, onFatal: (err: Error) => void, onEnd: (err: Error) => void) {
+    this.done = this.run(fs, onHash, onFatal, onEnd)
   }
 
-  private async run (fs: FramedStream, onHash: (index: number, hash: string) => string | undefined, onFatal: (err: Error) => void): Promise<void> {
+  private async run (fs: FramedStream, onHash: (index: number, hash: string) => string | undefined, onFatal: (err: Error) => void, onEnd: (err: Error) => void): Promise<void> {
     try {
       for (;;) {
         // no timer here: each wait that matters (a hash, the verdict) has its own
         const m = await readJson(fs, LateSourceMsg)
-        if (m == null) { this.ended = new ProtocolError('the source closed the control stream'); return }
+        if (m == null) {
+          this.ended = new ProtocolError('the source closed the control stream')
+          onEnd(this.ended)
+          return
+        }
         this.lastHeard = Date.now()
         if (m.type === 'hash') {
           const refused = onHash(m.index, m.hash)

@@ -123,9 +123,12 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     if (plan.relay == null && session.wanted.length > 0 && !open.dryRun) throw new ControlRefusal('bad-plan', 'no relay assigned but files are needed')
     session.setRelay(plan.relay)
     // from here on one reader takes what the source sends: deferred hashes, the switch
-    const inbox = new SourceInbox(fs, (i, h) => s.setHash(i, h), (err) => { s.relayFailed(err) })
+    let broken: Error | undefined
+    const inbox = new SourceInbox(fs, (i, h) => s.setHash(i, h), (err) => { broken ??= err; s.relayFailed(err) }, (err) => { s.endHashes(err) })
     await writeJson(fs, { type: 'ready' })
     let outcome = await session.finish(opts.stallMs)
+    // a bad late message fails the session even when no data phase was running to stop
+    if (broken != null) outcome = { ...outcome, status: 'failed', error: `the source broke the protocol: ${broken.message}` }
     if (session.atomic) {
       // two-phase: report the stage, switch only on the source's word
       clearInterval(heartbeat)

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto'
+import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 
@@ -11,9 +12,10 @@ export async function hashFile (path: string, signal?: AbortSignal, sizeHint?: n
     const content = readSmallFileSync(path, sizeHint)
     // a size other than the hint: the file changed; hash what is there the slow way
     if (!(content instanceof Error)) return createHash('sha256').update(content).digest('hex')
-    if ((content as NodeJS.ErrnoException).code != null && (content as NodeJS.ErrnoException).code !== 'ELOOP') throw content
+    if ((content as NodeJS.ErrnoException).code != null) throw content
   }
-  const fh = await open(path, 'r')
+  // never through a symlink: a file replaced by a link after the scan is not read
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
     const h = createHash('sha256')
     // small files get a small buffer: a fresh 1 MiB per file would dominate a tree of small files

@@ -13,6 +13,8 @@ export type FilePlacer = (index: number, entry: Entry) => Promise<string>
  * many small files is several times faster than one at a time.
  */
 const MAX_FILES_IN_FLIGHT = 32
+/** Small files whose bytes may wait in memory (for their path check or deferred hash) at once. */
+const SMALL_HELD_MAX = 16 * 1024 * 1024
 
 export class SequenceError extends Error {
   override name = 'SequenceError'
@@ -54,8 +56,10 @@ export class FileSink {
   private next = 0
   private current?: OpenFile
   private readonly inFlight = new Set<Promise<void>>()
-  /** small files verified and written, waiting for their batch to be durable (not limited: they hold no memory) */
+  /** small files on their way to the SmallFileBatch, then waiting for their batch to be durable */
   private readonly durable = new Set<Promise<void>>()
+  /** bytes of small files kept in memory until written (their frames are credited already) */
+  private smallHeld = 0
   private readonly batch = new SmallFileBatch()
   private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
 
@@ -80,6 +84,7 @@ export class FileSink {
     const entry = this.entries[index]
     const hash = createHash('sha256')
     if (entry.size <= SMALL_FILE_MAX && offset === 0) {
+      while (this.smallHeld >= SMALL_HELD_MAX && this.durable.size > 0) await Promise.race(this.durable)
       const path = this.place(index, entry).catch((err: Error) => { this.fail(entry, err); return undefined })
       const file: OpenFile = { index, entry, writer: Promise.resolve(undefined), small: { path, chunks: [] }, received: 0, offset: 0, hash, writes: [], failed: false }
       this.current = file
@@ -182,15 +187,26 @@ export class FileSink {
     this.current = undefined
     if (file.small != null) {
       const { path, chunks } = file.small
+      this.smallHeld += file.entry.size
+      let held = true
+      const release = (): void => {
+        if (!held) return
+        held = false
+        this.smallHeld -= file.entry.size
+        chunks.length = 0
+      }
       const d: Promise<void> = path.then(async (abs) => {
         if (abs == null || file.failed) return
         const digest = file.hash.digest('hex')
         const want = await this.expected(file.index, file.entry)
         if (want == null || digest !== want) throw new HashMismatchError(`${file.entry.path}: SHA-256 ${digest} does not match the source's`)
-        await this.batch.write(abs, file.entry, chunks)
+        // the bytes go to a temp file at once; the promise settles when its batch is durable
+        const written = this.batch.write(abs, file.entry, chunks)
+        release()
+        await written
         this.result.files++
         this.result.bytes += file.entry.size
-      }).catch((err: Error) => { this.fail(file.entry, err) }).finally(() => { this.durable.delete(d) })
+      }).catch((err: Error) => { this.fail(file.entry, err) }).finally(() => { release(); this.durable.delete(d) })
       this.durable.add(d)
       return
     }

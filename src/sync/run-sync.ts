@@ -233,7 +233,10 @@ async function sourceHashOf (ctx: RoundContext, i: number): Promise<string | und
   let h = ctx.sourceHashes.get(i)
   if (h == null) {
     const e = ctx.manifest.entries[i]
-    h = hashFile(join(ctx.task.src, e.path), undefined, e.size).catch(() => undefined)
+    h = hashFile(join(ctx.task.src, e.path), undefined, e.size).then((hash) => {
+      ctx.hashCache?.store(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, hash)
+      return hash
+    }, () => undefined)
     ctx.sourceHashes.set(i, h)
   }
   return await h
@@ -287,7 +290,8 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
         const same = new Set(t.same)
         t.files = t.files.filter(i => !same.has(i))
         t.resume = t.resume.filter(([i]) => !same.has(i))
-        t.bytes -= t.same.reduce((n, i) => n + manifest.entries[i].size, 0)
+        const offset = new Map(needs.resume ?? [])
+        t.bytes -= t.same.reduce((n, i) => n + manifest.entries[i].size - (offset.get(i) ?? 0), 0)
       }
     } catch (err) {
       fail(t, err)
