@@ -1,5 +1,6 @@
 export const CONTROL_PROTOCOL = '/gosync/control/1'
-export const PROTOCOL_VERSION = 1
+/** 2: --atomic (staged/switch), deferred hashes (hash, needs.have, plan.same), receipts */
+export const PROTOCOL_VERSION = 2
 
 /** One control frame: an entries batch is ~0.5 MiB; a needs list of MAX_ENTRIES indices stays below (≤ 8 bytes each). */
 export const MAX_CONTROL_FRAME = 16 * 1024 * 1024

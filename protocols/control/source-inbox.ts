@@ -54,11 +54,13 @@ export class SourceInbox {
 
   /** --atomic: the verdict; fails if the source closes, breaks the protocol or is silent for `stallMs`. */
   async switchVerdict (stallMs: number): Promise<SwitchVerdict> {
+    // the data phase may have been long and quiet on this stream: the stall clock starts now
+    this.lastHeard = Math.max(this.lastHeard, Date.now())
     for (;;) {
       if (this.verdict != null) return this.verdict
       if (this.ended != null) throw this.ended
       if (Date.now() - this.lastHeard > stallMs) throw new ProtocolError(`no word from the source for ${Math.round(stallMs / 1000)} s while waiting for the switch`)
-      await new Promise<void>(resolve => { this.wake = resolve; setTimeout(resolve, Math.min(1000, stallMs / 4)).unref() })
+      await new Promise<void>(resolve => { this.wake = resolve; setTimeout(resolve, Math.min(1000, stallMs / 4)) })
     }
   }
 }

@@ -72,6 +72,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
   let session: TargetSession | undefined
   let heartbeat: NodeJS.Timeout | undefined
   let locked: { dst: string, id: string } | undefined
+  let released = false
   try {
     if (!opts.isTrusted(remote)) {
       throw new ControlRefusal('untrusted', `peer ${remote} is not trusted by ${opts.node.peerId.toString()}; on that host run: gosync trust ${remote}`)
@@ -145,9 +146,11 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     let receipt: Receipt | undefined
     if (outcome.status !== 'failed' && !open.dryRun && opts.sign != null) receipt = await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest })
     // the destination is free before the source hears the result: it may start the next
-    // session (a re-attach after a cut) at once
+    // session (a re-attach after a cut) at once, but not before this one's writes have stopped
+    await session.receiverStopped()
     opts.sessions.remove(session)
     opts.sessions.unlock(locked.dst, locked.id)
+    released = true
     await writeJson(fs, { type: 'result', ...outcome, receipt })
     await fs.closeWrite()
     // let the source read to the end and hang up first (closing early can lose data)
@@ -156,7 +159,8 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const e = err as Error
     const code = e instanceof ControlRefusal ? e.code : (e.name === 'DestinationBusyError' ? 'busy' : 'failed')
     opts.log(`control session from ${remote} failed: ${e.message}`)
-    await session?.abandon()
+    // once released, the destination may belong to another session: leave it alone
+    if (!released) await session?.abandon()
     await writeJson(fs, { type: 'error', code, message: e.message }).catch(() => {})
     await fs.closeWrite()
     setTimeout(() => { fs.abort(e) }, 5000).unref()

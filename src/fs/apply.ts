@@ -149,6 +149,9 @@ export async function placeStagedFile (staged: string, abs: string, e: Entry, mo
   }
   const tmp = tempNameIn(dirname(abs))
   try {
+    // the staged file carries a final mode, maybe without owner read (0200): we own it
+    const st = await lstat(staged)
+    if ((st.mode & 0o400) === 0) await chmod(staged, (st.mode & 0o7777) | 0o600)
     await copyFile(staged, tmp, constants.COPYFILE_EXCL)
     const fh = await open(tmp, constants.O_RDONLY | constants.O_NOFOLLOW)
     try { await fh.sync() } finally { await fh.close() }

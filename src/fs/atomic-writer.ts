@@ -69,6 +69,7 @@ export class AtomicFileWriter {
   private written = 0
   private unsynced = 0
   private syncing?: Promise<void>
+  private flushError?: Error
   private fh?: FileHandle
   readonly tempPath: string
 
@@ -154,8 +155,9 @@ export class AtomicFileWriter {
     this.unsynced += len
     if (this.unsynced >= ROLLING_SYNC_BYTES && this.syncing == null && this.fh != null) {
       this.unsynced = 0
-      // in the background; commit() waits for it. A failure here shows again in commit's fsync.
-      this.syncing = this.fh.datasync().catch(() => {}).finally(() => { this.syncing = undefined })
+      // in the background; commit() waits for it. A write-back error is reported once per
+      // open file: keep it, so commit() fails instead of trusting its own fsync
+      this.syncing = this.fh.datasync().catch((err: Error) => { this.flushError ??= err }).finally(() => { this.syncing = undefined })
     }
   }
 
@@ -183,6 +185,7 @@ export class AtomicFileWriter {
       if (expected == null || digest !== expected) throw new HashMismatchError(`${this.entry.path}: SHA-256 ${digest} does not match ${expected == null ? 'any hash from the source' : 'the source\'s'}`)
       const fh = this.fh!
       await this.syncing
+      if (this.flushError != null) throw this.flushError
       await fh.sync()
       // chown before chmod: chown clears setuid/setgid bits. Both only when needed.
       const steps = metadataSteps(this.entry)

@@ -17,7 +17,13 @@ interface Waiting { temp: string, final: string, dev: number, resolve: () => voi
 /** syncfs(2) on the file systems holding these paths, by coreutils `sync -f` (Node has no syncfs). */
 async function syncFileSystems (paths: string[]): Promise<void> {
   await new Promise<void>((resolve, reject) => {
-    execFile('sync', ['-f', '--', ...paths], { timeout: 10 * 60_000 }, (err) => { if (err != null) reject(err); else resolve() })
+    execFile('sync', ['-f', '--', ...paths], { timeout: 10 * 60_000 }, (err, _out, stderr) => {
+      if (err == null) { resolve(); return }
+      // no `sync`, or one without -f: use fsync instead; anything else (EIO, ENOSPC, a
+      // timeout) means the batch's data may not be on disk
+      const unsupported = (err as NodeJS.ErrnoException).code === 'ENOENT' || /invalid option|unrecognized option/.test(String(stderr))
+      reject(Object.assign(err, { unsupported }))
+    })
   })
 }
 
@@ -95,7 +101,15 @@ export class SmallFileBatch {
       try {
         await syncFileSystems([...oneEach.values()])
         synced = true
-      } catch {
+      } catch (err) {
+        if ((err as { unsupported?: boolean }).unsupported !== true) {
+          const failure = new Error(`could not make the files durable (sync -f): ${(err as Error).message.split('\n')[0]}`)
+          for (const w of batch) {
+            try { unlinkSync(w.temp) } catch {}
+            w.reject(failure)
+          }
+          return
+        }
         this.syncfsWorks = false
       }
     }

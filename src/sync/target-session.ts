@@ -157,11 +157,13 @@ export class TargetSession {
       await applyStructure(this.dst, manifest.entries, changes)
       if (!isRoot) await this.makeDirsWritable(local)
     }
-    this.wanted = this.atomic ? await this.prepareStage(changes.fetch, signal) : changes.fetch
+    // (--atomic with nothing to fetch makes no stage: an untouched tree stays `unchanged`)
+    const staging = this.atomic && changes.fetch.length > 0
+    this.wanted = staging ? await this.prepareStage(changes.fetch, signal) : changes.fetch
     const bytes = this.wanted.reduce((n, i) => n + manifest.entries[i].size, 0)
     // parts of files an interrupted session kept: resume those this session needs, remove the rest
     const keep = new Set<string>()
-    if (this.atomic) keep.add(this.stageDir)
+    if (staging) keep.add(this.stageDir)
     // only temp names the scan saw can be parts (the stage is not scanned: look there)
     const staleSet = new Set(stale.map(p => join(this.init.dst, p)))
     for (const i of this.wanted) {
@@ -371,6 +373,14 @@ export class TargetSession {
   }
 
   private receiver?: { abort: (err: Error) => void, done: Promise<void> }
+  /**
+   * Settles when the relay receiver (if any) has stopped writing: kept parts and small-file
+   * batches included. The destination is not released before (at most 10 min).
+   */
+  async receiverStopped (): Promise<void> {
+    await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 10 * 60_000).unref())])
+  }
+
   /** The relay receiver registers itself so a session that gives up can stop it before finalizing. */
   attachReceiver (abort: (err: Error) => void, done: Promise<void>): void { this.receiver = { abort, done } }
 
@@ -398,7 +408,7 @@ export class TargetSession {
         failures.push((err as Error).message)
         // make sure nothing is still being written while directories are finalized
         this.receiver?.abort(err as Error)
-        await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 10_000))])
+        await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 60_000).unref())])
       } finally {
         clearInterval(timer)
       }

@@ -66,7 +66,7 @@ const digestOf = (entries: WireEntry[], root = ROOT) => manifestDigest(toRoot(ro
 
 const openMsg = (dst: string, entryCount: number, extra: Record<string, unknown> = {}) => ({
   type: 'open',
-  version: 1,
+  version: 2,
   session: newSession(),
   dst,
   delete: false,
@@ -592,7 +592,7 @@ describe('hostile input', () => {
         re: /more entries than announced/,
         dstName: 'dst-order-4',
       },
-      { what: 'version 2', msgs: [openMsg(dst('5'), 0, { version: 2 })], code: 'version', re: /version 2/, dstName: 'dst-order-5' },
+      { what: 'version 1', msgs: [openMsg(dst('5'), 0, { version: 1 })], code: 'version', re: /version 1/, dstName: 'dst-order-5' },
       { what: 'relative destination', msgs: [openMsg('relative/dst', 0)], code: 'bad-destination', re: /absolute/ },
       { what: 'NUL in destination', msgs: [openMsg(`${dst('6')}\0x`, 0)], code: 'bad-destination', re: /NUL/, dstName: 'dst-order-6' },
       { what: 'entryCount over the limit', msgs: [openMsg(dst('7'), 2_000_000)], code: 'too-large', re: /exceeds/, dstName: 'dst-order-7' },
