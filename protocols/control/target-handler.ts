@@ -131,12 +131,11 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     // a bad late message fails the session even when no data phase was running to stop
     if (broken != null) outcome = { ...outcome, status: 'failed', error: `the source broke the protocol: ${broken.message}` }
     if (session.atomic) {
-      // two-phase: report the stage, switch only on the source's word
-      clearInterval(heartbeat)
+      // two-phase: report the stage, switch only on the source's word; heartbeats go on, so
+      // the source knows this target is still there when it decides
       await writeJson(fs, { type: 'staged', ok: outcome.status !== 'failed', error: outcome.error, files: outcome.files, bytes: outcome.bytes })
       if (outcome.status !== 'failed') {
         const verdict = await inbox.switchVerdict(opts.stallMs)
-        heartbeat = setInterval(() => { writeJson(fs, { type: 'heartbeat', files: s.progress.files, bytes: s.progress.bytes }).catch(() => {}) }, HEARTBEAT_MS)
         outcome = verdict.go
           ? await session.switchOver()
           : { ...outcome, status: 'failed', error: `staged and verified, not switched: ${verdict.reason ?? 'the source called the switch off'}` }

@@ -96,9 +96,23 @@ export class TargetLink {
   }
 
   async result (): Promise<Of<'result'>> {
-    const r = await this.next('result')
+    const r = this.waiting != null ? await this.resultAfterWait() : await this.next('result')
     await this.fs.closeWrite()
     return r
+  }
+
+  /** --atomic: the result arrives through the reader keepWaiting() started. */
+  private async resultAfterWait (): Promise<Of<'result'>> {
+    for (;;) {
+      const done = await Promise.race([this.waiting!.then(() => true), new Promise<boolean>(resolve => setTimeout(() => { resolve(false) }, 1000))])
+      if (done) break
+      if (Date.now() - this.heard > this.stallMs) throw new TargetStalledError(`no word from the target for ${Math.round(this.stallMs / 1000)} s`)
+    }
+    if (this.waitError != null) throw this.waitError
+    const m = this.early!
+    if (m.type === 'error') throw new RemoteError(m.code, m.message)
+    if (m.type !== 'result') throw new ProtocolError(`expected 'result', got '${m.type}'`)
+    return m
   }
 
   /** The hash of a deferred file this target receives; fire and forget (a dead link shows elsewhere). */
@@ -112,9 +126,48 @@ export class TargetLink {
   }
 
   private beat?: NodeJS.Timeout
-  /** --atomic: heartbeats to a staged target while other targets are still on their way. */
+  private waiting?: Promise<void>
+  private heard = Date.now()
+  private early?: Msg
+  private waitError?: Error
+
+  /**
+   * --atomic: heartbeats to a staged target while other targets are still on their way, and
+   * a reader of its heartbeats, so a staged target that dies or goes silent is known before
+   * the verdict (stillStaged) instead of after the others were told to switch.
+   */
   keepWaiting (): void {
     this.beat ??= setInterval(() => { writeJson(this.fs, { type: 'heartbeat' }).catch(() => {}) }, HEARTBEAT_MS)
+    this.heard = Date.now()
+    this.waiting ??= (async () => {
+      try {
+        for (;;) {
+          // no timer on the read: liveness is judged from `heard` (stillStaged, resultAfterWait)
+          const m = await readJson(this.fs, TargetMsg)
+          if (m == null) throw new ProtocolError('the target closed the control stream while staged')
+          this.heard = Date.now()
+          if (m.type === 'heartbeat') continue
+          if (m.type === 'child-failed') { this.onChildFailed?.(m.peer, m.error); continue }
+          this.early = m
+          return
+        }
+      } catch (err) {
+        this.waitError = err as Error
+      }
+    })()
+  }
+
+  /** --atomic: the staged target is still there: its stream is open and it sent a heartbeat lately. */
+  get stillStaged (): boolean {
+    return this.waitError == null && this.early == null && Date.now() - this.heard <= Math.min(this.stallMs, 3 * HEARTBEAT_MS)
+  }
+
+  /** Why stillStaged is false. */
+  get stagedProblem (): string {
+    if (this.waitError != null) return this.waitError.message
+    if (this.early?.type === 'error') return this.early.message
+    if (this.early != null) return `sent '${this.early.type}' while staged`
+    return `no heartbeat for ${Math.round((Date.now() - this.heard) / 1000)} s while staged`
   }
 
   /** --atomic: the verdict. `go`: every target staged, switch now. */

@@ -196,6 +196,16 @@ async function takeResult (ctx: RoundContext, t: TargetState, r: z.infer<typeof 
  * (each keeps its stage for the next --atomic run).
  */
 async function switchAll (ctx: RoundContext, targets: TargetState[]): Promise<boolean> {
+  // a staged target that died or went silent while the others were on their way: no go
+  for (const t of targets) {
+    if (t.staged === true && !t.link!.stillStaged) {
+      t.staged = false
+      t.report.status = 'failed'
+      t.report.error = `lost while staged: ${t.link!.stagedProblem}`
+      t.link!.abort(new Error(t.report.error))
+      ctx.onEvent({ type: 'target-done', target: t.report })
+    }
+  }
   const missing = targets.filter(t => t.staged !== true)
   const go = missing.length === 0
   const reason = go ? undefined : `--atomic: ${missing.length} of ${targets.length} target(s) failed (${missing.map(t => t.report.peer).join(', ')})`

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { peerIdFromString } from '@libp2p/peer-id';
 import {
-  Lab, type Daemon, diffSnapshots, file, fmt, rsyncCopy, rsyncOracle, runCli, snapshotTree, symlink, targetOf, writeLargeFile, writeTree,
+  Lab, type Daemon, diffSnapshots, file, fmt, rsyncCopy, rsyncOracle, runCli, snapshotTree, symlink, targetOf, waitFor, writeLargeFile, writeTree,
 } from '../lab/hosts.js';
 
 const BIG = 24 * 1024 * 1024;
@@ -130,5 +130,58 @@ describe('--atomic', () => {
     assert.equal(r.code, 0, fmt(r));
     assert.equal(r.stdout.match(/receipt: tree [0-9a-f]{16}… signed .*\(signature verified\)/g)?.length, 3, r.stdout);
     assert.match(r.stdout, /atomic: all 3 targets switched/);
+  });
+});
+
+describe('--atomic: a target lost after it staged', () => {
+  let lab: Lab;
+  let source: Daemon;
+  let targets: Daemon[];
+
+  before(async () => {
+    lab = await Lab.create('atomic-lost');
+    if (!lab.views) return;
+    const sourceId = await lab.identity('src');
+    [source, ...targets] = await Promise.all([
+      lab.startDaemon({ name: 'src' }),
+      ...['t1', 't2', 't3'].map((name) => lab.startDaemon({ name, trust: [sourceId], extraArgs: ['--stall-timeout', '5'] })),
+    ]);
+    const src = lab.hostPath('src', 'data');
+    await writeTree(src, { 'small.txt': 'new small\n' });
+    await writeLargeFile(path.join(src, 'big.bin'), 320 * 1024 * 1024, { seed: 'lost', mtime: 1_700_000_000 });
+    // t1 and t2 already have big.bin: they stage one small file at once; t3 needs all of it
+    for (const t of ['t1', 't2']) {
+      await writeTree(lab.hostPath(t, 'copy'), { 'small.txt': 'old small\n' });
+      await writeLargeFile(path.join(lab.hostPath(t, 'copy'), 'big.bin'), 320 * 1024 * 1024, { seed: 'lost', mtime: 1_700_000_000 });
+    }
+  }, { timeout: 180_000 });
+
+  after(async () => {
+    await lab?.cleanup();
+  });
+
+  test('a staged target killed while another is still receiving: nobody switches', { timeout: 180_000 }, async (t) => {
+    if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
+    const before = await visible(lab.hostPath('t2', 'copy'));
+    // every target straight from the source, so killing t1 cuts nobody's data
+    const running = lab.syncJson(['-t', targets.map((d) => d.addr).join(','), '--src', lab.common('data'), '--dst', lab.common('copy'), '--atomic', '--fanout', '3'], { home: source.home, timeoutMs: 150_000 });
+    const stage1 = path.join(lab.hostPath('t1', 'copy'), STAGE);
+    const staged = await waitFor(async () => (await fsp.readdir(stage1).catch(() => [] as string[])).some((n) => /^[0-9a-f]{64}$/.test(n)), { timeoutMs: 60_000, intervalMs: 10 });
+    assert.ok(staged, 't1 never staged');
+    const t3Dst = lab.hostPath('t3', 'copy');
+    const t3Busy = (await fsp.readdir(path.join(t3Dst, STAGE)).catch(() => [] as string[])).length > 0;
+    await targets[0]!.kill();
+    const r = await running;
+    t.diagnostic(`t3 was still receiving when t1 died: ${t3Busy}`);
+    assert.equal(r.code, 1, fmt(r));
+    const report = r.report as typeof r.report & { switched?: boolean };
+    assert.equal(report.switched, false, fmt(r));
+    assert.equal(targetOf(report, targets[0]!).status, 'failed');
+    for (const d of [targets[1]!, targets[2]!]) {
+      assert.match(targetOf(report, d).error ?? '', /not switched/, fmt(r));
+    }
+    // t2 staged its small file but did not switch; t3 never had the tree
+    assert.deepEqual(diffSnapshots(before, await visible(lab.hostPath('t2', 'copy')), 'content'), []);
+    assert.deepEqual((await fsp.readdir(t3Dst)).filter((n) => !n.startsWith('.gosync-tmp-')), []);
   });
 });
