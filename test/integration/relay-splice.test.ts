@@ -5,22 +5,12 @@
 // are a small fraction of the file.
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { NetLab } from '../lab/netns.js';
-import { Lab, type Daemon, fmt, rsyncOracle, targetOf, waitFor, writeLargeFile, writeTree } from '../lab/hosts.js';
+import { Lab, type Daemon, fmt, rsyncOracle, targetOf, waitFor, writeLargeFile, writeTree, tempBytesIn } from '../lab/hosts.js';
 
 const avail = NetLab.available();
 const SIZE = 256 * 1024 * 1024;
-
-/** Bytes in gosync temp files (being written, or kept parts) under a destination. */
-async function tempBytes(dir: string): Promise<number> {
-  let n = 0;
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    if (name.startsWith('.gosync-tmp-')) n += (await fsp.stat(path.join(dir, name)).catch(() => ({ size: 0 }))).size;
-  }
-  return n;
-}
 
 describe('an interior relay dies mid-transfer on shaped links', { skip: avail.ok ? false : `network namespaces unavailable: ${avail.reason}` }, () => {
   let net: NetLab;
@@ -51,9 +41,9 @@ describe('an interior relay dies mid-transfer on shaped links', { skip: avail.ok
     const [h2, h3, h4, h5] = chain as [Daemon, Daemon, Daemon, Daemon];
     const running = lab.syncJson(['-t', chain.map(t => t.addr).join(','), '--src', lab.common('data'), '--dst', lab.common('copy')], { home: source.home, timeoutMs: 240_000 });
     const dst4 = lab.hostPath('h4', 'copy');
-    const reached = await waitFor(async () => (await tempBytes(dst4)) >= SIZE / 4, { timeoutMs: 120_000, intervalMs: 20 });
+    const reached = await waitFor(async () => (await tempBytesIn(dst4)) >= SIZE / 4, { timeoutMs: 120_000, intervalMs: 20 });
     assert.ok(reached, 'h4 never received a quarter of the file');
-    const atKill = await tempBytes(dst4);
+    const atKill = await tempBytesIn(dst4);
     await h3.kill();
     const r = await running;
     assert.equal(r.code, 1, fmt(r));

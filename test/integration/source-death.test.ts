@@ -5,17 +5,9 @@ import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Lab, type Daemon, fmt, rsyncOracle, targetOf, waitFor, writeLargeFile, writeTree } from '../lab/hosts.js';
+import { Lab, type Daemon, fmt, rsyncOracle, targetOf, waitFor, writeLargeFile, writeTree, tempBytesIn } from '../lab/hosts.js';
 
 const BIG = 96 * 1024 * 1024;
-
-async function partBytes(dir: string): Promise<number> {
-  let n = 0;
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    if (name.startsWith('.gosync-tmp-')) n += (await fsp.stat(path.join(dir, name)).catch(() => ({ size: 0 }))).size;
-  }
-  return n;
-}
 
 describe('the source dies mid-transfer', () => {
   let lab: Lab;
@@ -44,7 +36,7 @@ describe('the source dies mid-transfer', () => {
     const args = ['-t', target.addr, '--src', lab.common('data'), '--dst', lab.common('copy')];
     const dst = lab.hostPath('t1', 'copy');
     const running = lab.syncJson(args, { home: source.home, timeoutMs: 120_000 });
-    const started = await waitFor(async () => (await partBytes(dst)) > 4 * 1024 * 1024, { timeoutMs: 60_000, intervalMs: 5 });
+    const started = await waitFor(async () => (await tempBytesIn(dst)) > 4 * 1024 * 1024, { timeoutMs: 60_000, intervalMs: 5 });
     await source.kill();
     const first = await running.catch((e: Error) => e);
     assert.ok(started, 'the target never received data');
@@ -53,7 +45,7 @@ describe('the source dies mid-transfer', () => {
     assert.equal(await fsp.readFile(path.join(dst, 'big.bin'), 'utf8'), 'old big\n');
     // the target notices the dead source within its stall timeout and keeps the part
     assert.ok(await waitFor(async () => (await fsp.readdir(dst)).some((n) => n.startsWith('.gosync-tmp-part-')), { timeoutMs: 30_000, intervalMs: 100 }), `no part kept: ${(await fsp.readdir(dst)).join(' ')}`);
-    const kept = await partBytes(dst);
+    const kept = await tempBytesIn(dst);
 
     source = await lab.startDaemon({ name: 'src' });
     const r = await lab.syncJson(args, { home: source.home, timeoutMs: 120_000 });

@@ -889,6 +889,15 @@ export async function bytesUnder(root: string): Promise<number> {
   return total;
 }
 
+/** Bytes in gosync temp files (being written, or kept parts) directly in `dir`. */
+export async function tempBytesIn(dir: string): Promise<number> {
+  let n = 0;
+  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+    if (name.startsWith('.gosync-tmp-')) n += (await fsp.stat(path.join(dir, name)).catch(() => ({ size: 0 }))).size;
+  }
+  return n;
+}
+
 /** true if `p` exists (without following a final symlink) */
 export async function exists(p: string): Promise<boolean> {
   try {
