@@ -36,11 +36,7 @@ describe('--atomic', () => {
   before(async () => {
     lab = await Lab.create('atomic');
     if (!lab.views) return;
-    sourceId = await lab.identity('src');
-    [source, ...targets] = await Promise.all([
-      lab.startDaemon({ name: 'src' }),
-      ...['t1', 't2', 't3'].map((name) => lab.startDaemon({ name, trust: [sourceId], extraArgs: ['--stall-timeout', '5'] })),
-    ]);
+    ({ source, targets, sourceId } = await lab.startSourceAndTargets(['t1', 't2', 't3'], { extraArgs: ['--stall-timeout', '5'] }));
     const old = lab.hostPath('src', 'old');
     await writeTree(old, {
       'same.txt': 'unchanged\n',
@@ -141,11 +137,7 @@ describe('--atomic: a target lost after it staged', () => {
   before(async () => {
     lab = await Lab.create('atomic-lost');
     if (!lab.views) return;
-    const sourceId = await lab.identity('src');
-    [source, ...targets] = await Promise.all([
-      lab.startDaemon({ name: 'src' }),
-      ...['t1', 't2', 't3'].map((name) => lab.startDaemon({ name, trust: [sourceId], extraArgs: ['--stall-timeout', '5'] })),
-    ]);
+    ({ source, targets } = await lab.startSourceAndTargets(['t1', 't2', 't3'], { extraArgs: ['--stall-timeout', '5'] }));
     const src = lab.hostPath('src', 'data');
     await writeTree(src, { 'small.txt': 'new small\n' });
     await writeLargeFile(path.join(src, 'big.bin'), 320 * 1024 * 1024, { seed: 'lost', mtime: 1_700_000_000 });

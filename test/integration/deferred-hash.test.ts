@@ -18,12 +18,7 @@ describe('deferred hashes', () => {
   before(async () => {
     lab = await Lab.create('deferred');
     if (!lab.views) return;
-    const sourceId = await lab.identity('src');
-    [source, ...targets] = await Promise.all([
-      lab.startDaemon({ name: 'src' }),
-      lab.startDaemon({ name: 't1', trust: [sourceId] }),
-      lab.startDaemon({ name: 't2', trust: [sourceId] }),
-    ]);
+    ({ source, targets } = await lab.startSourceAndTargets(['t1', 't2']));
     const src = lab.hostPath('src', 'data');
     await writeTree(src, { 'small.txt': 'small\n' });
     sums['new.bin'] = (await writeLargeFile(path.join(src, 'new.bin'), 3 * MiB, { seed: 'new', mtime: 1_700_000_000 })).sha256;

@@ -73,12 +73,8 @@ describe('seed README example', () => {
   before(async () => {
     lab = await Lab.create('seed');
     if (!lab.views) return;
-    const sourceId = await lab.identity('src');
-    [source, ...targets] = await Promise.all([
-      lab.startDaemon({ name: 'src' }),
-      lab.startDaemon({ name: 't1', trust: [sourceId] }),
-      lab.startDaemon({ name: 't2', trust: [sourceId] }),
-    ]);
+    let sourceId: string;
+    ({ source, targets, sourceId } = await lab.startSourceAndTargets(['t1', 't2']));
     assert.equal(source.peerId, sourceId, '`gosync id` and the daemon agree on the PeerId');
     await writeTree(lab.hostPath('src', 'testsrc'), SOURCE);
     for (const t of targets) await writeTree(lab.hostPath(t.name, 'testdst'), TARGET_BEFORE);

@@ -431,6 +431,19 @@ export class Lab {
     return syncJson(args, { env: this.env, ...opts });
   }
 
+  /** A source daemon `src` and target daemons that trust it, started in parallel. */
+  async startSourceAndTargets(
+    names: string[],
+    targetOpts: Omit<DaemonOptions, 'name' | 'trust'> = {},
+  ): Promise<{ source: Daemon; targets: Daemon[]; sourceId: string }> {
+    const sourceId = await this.identity('src');
+    const [source, ...targets] = await Promise.all([
+      this.startDaemon({ name: 'src' }),
+      ...names.map((name) => this.startDaemon({ ...targetOpts, name, trust: [sourceId] })),
+    ]);
+    return { source: source!, targets, sourceId };
+  }
+
   async startDaemon(opts: DaemonOptions): Promise<Daemon> {
     const { name } = opts;
     const home = opts.home ?? this.home(name);
