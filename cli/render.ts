@@ -14,7 +14,7 @@ function targetLine (t: TargetReport): string {
   const changes = `+${t.created} ~${t.updated} -${t.deleted}`
   switch (t.status) {
     case 'ok': return `ok         ${who}: ${moved}, ${changes}`
-    case 'unchanged': return `unchanged  ${who}`
+    case 'unchanged': return `unchanged  ${who}${t.treeKnown === true ? ' (tree known: no manifest sent)' : ''}`
     case 'failed': return `FAILED     ${who}: ${t.error ?? 'unknown error'}`
   }
 }

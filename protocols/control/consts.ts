@@ -1,6 +1,10 @@
 export const CONTROL_PROTOCOL = '/gosync/control/1'
-/** 2: --atomic (staged/switch), deferred hashes (hash, needs.have, plan.same), receipts */
-export const PROTOCOL_VERSION = 2
+/**
+ * 2: --atomic (staged/switch), deferred hashes (hash, needs.have, plan.same), receipts.
+ * 3: `open` is sent before the source's scan (the target scans its tree meanwhile); the
+ *    manifest starts with its own `manifest` message; source heartbeats in between.
+ */
+export const PROTOCOL_VERSION = 3
 
 /** One control frame: an entries batch is ~0.5 MiB; a needs list of MAX_ENTRIES indices stays below (≤ 8 bytes each). */
 export const MAX_CONTROL_FRAME = 16 * 1024 * 1024

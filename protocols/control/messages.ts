@@ -36,10 +36,10 @@ export const OpenMsg = z.object({
   dryRun: z.boolean(),
   compress: z.boolean(),
   /** stage everything, switch only when the source says every target staged (see 'switch') */
-  atomic: z.boolean().optional(),
-  entryCount: uint,
-  root: WireRoot
+  atomic: z.boolean().optional()
 })
+/** Starts the manifest, once the source has scanned its tree (source heartbeats may come before it). */
+export const ManifestMsg = z.object({ type: z.literal('manifest'), entryCount: uint, root: WireRoot })
 export const EntriesMsg = z.object({ type: z.literal('entries'), entries: z.array(WireEntry).max(100_000) })
 export const ManifestEndMsg = z.object({ type: z.literal('manifest-end'), digest: z.string().regex(/^[0-9a-f]{64}$/) })
 export const ChildInfo = z.object({ peer: peerId, addrs: z.array(z.string().max(1024)).max(32) })
@@ -55,11 +55,15 @@ export const PlanMsg = z.object({
 export const HashMsg = z.object({ type: z.literal('hash'), index: uint, hash: hex64 })
 /** --atomic: the source's verdict once every target has staged (or one failed) */
 export const SwitchMsg = z.object({ type: z.literal('switch'), go: z.boolean(), reason: z.string().max(4096).optional() })
-/** --atomic: sent while a staged target waits for the verdict */
+/** sent while the source scans (between open and manifest) and, --atomic, while a staged target waits for the verdict */
 export const SourceHeartbeatMsg = z.object({ type: z.literal('heartbeat') })
 /** What the source may send after the plan: hashes during the data phase, then (--atomic) heartbeats and the switch. */
 export const LateSourceMsg = z.discriminatedUnion('type', [HashMsg, SwitchMsg, SourceHeartbeatMsg])
-export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, EntriesMsg, ManifestEndMsg, PlanMsg, HashMsg, SwitchMsg, SourceHeartbeatMsg])
+/** Instead of the manifest: it is the one the target announced in `tree` (no entries follow). */
+export const ManifestKnownMsg = z.object({ type: z.literal('manifest-known'), digest: hex64 })
+/** What the target takes between open and the manifest. */
+export const ManifestOrHeartbeatMsg = z.discriminatedUnion('type', [ManifestMsg, ManifestKnownMsg, SourceHeartbeatMsg])
+export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, ManifestMsg, ManifestKnownMsg, EntriesMsg, ManifestEndMsg, PlanMsg, HashMsg, SwitchMsg, SourceHeartbeatMsg])
 
 // target → source
 export const Counts = z.object({ created: uint, deleted: uint, updated: uint })
@@ -73,6 +77,14 @@ export const NeedsMsg = z.object({
   have: z.array(z.tuple([uint, hex64])).max(1_000_000).optional(),
   changes: Counts
 })
+/**
+ * The target's first message, right after `open`: the digest of the manifest whose tree
+ * the last session left in the destination (null: none known, or --atomic). With a digest,
+ * `tree-check` follows once the destination is scanned.
+ */
+export const TreeMsg = z.object({ type: z.literal('tree'), digest: z.string().regex(/^[0-9a-f]{64}$/).nullable() })
+/** After `tree`, once the destination is scanned: `same` = it is still that tree (the source may answer `manifest-known`). */
+export const TreeCheckMsg = z.object({ type: z.literal('tree-check'), same: z.boolean() })
 export const ReadyMsg = z.object({ type: z.literal('ready') })
 export const HeartbeatMsg = z.object({ type: z.literal('heartbeat'), files: uint, bytes: uint })
 export const ChildFailedMsg = z.object({ type: z.literal('child-failed'), peer: peerId, error: z.string().max(4096) })
@@ -94,7 +106,7 @@ export const ResultMsg = z.object({
   receipt: WireReceipt.optional()
 })
 export const ErrorMsg = z.object({ type: z.literal('error'), code: z.string().max(64), message: z.string().max(65536) })
-export const TargetMsg = z.discriminatedUnion('type', [NeedsMsg, ReadyMsg, HeartbeatMsg, ChildFailedMsg, StagedMsg, ResultMsg, ErrorMsg])
+export const TargetMsg = z.discriminatedUnion('type', [TreeMsg, TreeCheckMsg, NeedsMsg, ReadyMsg, HeartbeatMsg, ChildFailedMsg, StagedMsg, ResultMsg, ErrorMsg])
 export type TargetMsg = z.infer<typeof TargetMsg>
 export type Counts = z.infer<typeof Counts>
 

@@ -1,3 +1,4 @@
+import { trace } from '../../src/trace.js'
 import { realpath } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
@@ -6,12 +7,14 @@ import { expectJson, readJson, writeJson } from '../framing/json.js'
 import { manifestDigest } from '../../src/manifest/digest.js'
 import { checkManifestShape } from '../../src/manifest/validate.js'
 import type { Entry } from '../../src/manifest/types.js'
-import { scanDestination, TargetSession } from '../../src/sync/target-session.js'
+import { scanDestination, TargetSession, type LocalScan } from '../../src/sync/target-session.js'
+import { recordFor, scanFingerprint, type ScannedTree, type TreeRecordStore } from '../../src/sync/tree-record.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
 import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.js'
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION } from './consts.js'
 import { SourceInbox } from './source-inbox.js'
-import { EntriesMsg, ManifestEndMsg, OpenMsg, PlanMsg, toEntry, toRoot } from './messages.js'
+import { EntriesMsg, ManifestEndMsg, ManifestOrHeartbeatMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
+import type { z } from 'zod'
 
 export interface TargetHandlerOptions {
   node: Libp2p
@@ -20,6 +23,8 @@ export interface TargetHandlerOptions {
   /** destinations must lie under one of these; empty = any absolute path */
   allowedRoots: string[]
   stallMs: number
+  /** what each destination held after its last session (none: every re-sync sends the manifest) */
+  trees?: TreeRecordStore
   /** signs receipts with this node's identity key; none = results carry no receipt */
   sign?: Signer
   log: (msg: string) => void
@@ -65,6 +70,41 @@ async function checkDestination (dst: string, roots: string[]): Promise<string> 
  * Inbound /gosync/control/1 on a target: trust check, manifest, diff and apply, needs,
  * plan, then the result. See docs/PROTOCOLS.md for the state machine.
  */
+const isRoot = process.getuid?.() === 0
+
+function toScanned (scan: LocalScan): ScannedTree {
+  if (scan.root == null || scan.stale.length > 0) throw new Error('no tree to record')
+  return { root: scan.root, entries: scan.entries }
+}
+
+/**
+ * The target's first message (`tree`): the tree the last session left, at once; then, if
+ * there was one, whether the scan shows the destination still exactly so (`tree-check`).
+ * Returns the digest if so.
+ */
+async function announceTree (fs: FramedStream, dst: string, open: z.infer<typeof OpenMsg>, localScan: Promise<LocalScan>, trees?: TreeRecordStore): Promise<string | undefined> {
+  const rec = open.atomic === true ? undefined : await trees?.get(dst)
+  const usable = rec != null && (!open.delete || rec.exact)
+  await writeJson(fs, { type: 'tree', digest: usable ? rec.digest : null })
+  if (!usable) return undefined
+  let same = false
+  try {
+    same = scanFingerprint(toScanned(await localScan)) === rec.fingerprint
+  } catch {}
+  await writeJson(fs, { type: 'tree-check', same })
+  trace(`target: tree check ${same}`)
+  return same ? rec.digest : undefined
+}
+
+/** The source's manifest is the tree here: nothing to do but confirm it (needs, plan, ready). */
+async function serveKnownTree (fs: FramedStream, digest: string, open: z.infer<typeof OpenMsg>, opts: TargetHandlerOptions): Promise<void> {
+  await writeJson(fs, { type: 'needs', files: [], bytes: 0, changes: { created: 0, deleted: 0, updated: 0 } })
+  const plan = await expectJson(fs, PlanMsg, AbortSignal.timeout(PLAN_TIMEOUT_MS))
+  if (plan.relay != null || (plan.same?.length ?? 0) > 0) throw new ControlRefusal('bad-plan', 'a plan for a target that needs nothing')
+  await writeJson(fs, { type: 'ready' })
+  opts.log(`session ${open.session}: ${open.dst} is already the source's tree ${digest.slice(0, 16)}…`)
+}
+
 export async function handleControlStream (stream: Stream, connection: Connection, opts: TargetHandlerOptions): Promise<void> {
   const fs = new FramedStream(stream, { maxFrameBytes: MAX_CONTROL_FRAME })
   const remote = connection.remotePeer.toString()
@@ -78,31 +118,55 @@ export async function handleControlStream (stream: Stream, connection: Connectio
       throw new ControlRefusal('untrusted', `peer ${remote} is not trusted by ${opts.node.peerId.toString()}; on that host run: gosync trust ${remote}`)
     }
     const open = await expectJson(fs, OpenMsg, stepSignal())
+    trace('target: open received')
     if (open.version !== PROTOCOL_VERSION) throw new ControlRefusal('version', `protocol version ${open.version} not supported (this daemon speaks ${PROTOCOL_VERSION})`)
-    if (open.entryCount > MAX_ENTRIES) throw new ControlRefusal('too-large', `manifest of ${open.entryCount} entries exceeds the limit of ${MAX_ENTRIES}`)
     const dst = await checkDestination(open.dst, opts.allowedRoots)
     opts.sessions.lockDestination(dst, open.session)
     locked = { dst, id: open.session }
     // the destination is scanned while the manifest arrives
     const localScan = scanDestination(dst, opts.log)
-    localScan.catch(() => {})
+    localScan.then(() => { trace('target: local scan done') }, () => {})
+    // the tree may be what the last session left: say so, and the source may skip the manifest
+    const announced = announceTree(fs, dst, open, localScan, opts.trees)
+    announced.catch(() => {})
 
+    // the source scans its tree after the open: its heartbeats come until the manifest starts
+    let start: z.infer<typeof ManifestMsg> | z.infer<typeof ManifestKnownMsg> | undefined
+    while (start == null) {
+      const m = await expectJson(fs, ManifestOrHeartbeatMsg, stepSignal())
+      if (m.type !== 'heartbeat') start = m
+    }
+    if (start.type === 'manifest-known') {
+      if (await announced.catch(() => undefined) !== start.digest) throw new ControlRefusal('bad-manifest', 'manifest-known for a tree this target did not announce')
+      await serveKnownTree(fs, start.digest, open, opts)
+      opts.sessions.unlock(locked.dst, locked.id)
+      locked = undefined
+      await writeJson(fs, { type: 'result', status: 'unchanged', files: 0, bytes: 0, changes: { created: 0, deleted: 0, updated: 0 }, received: 0, resumed: 0, receipt: open.dryRun || opts.sign == null ? undefined : await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest: start.digest }) })
+      await fs.closeWrite()
+      const inbox = new SourceInbox(fs, () => 'no hash is due: the tree is known', () => {}, () => {})
+      await Promise.race([inbox.done, new Promise(resolve => setTimeout(resolve, 10_000).unref())])
+      return
+    }
+    trace('target: manifest starts')
+    if (start.entryCount > MAX_ENTRIES) throw new ControlRefusal('too-large', `manifest of ${start.entryCount} entries exceeds the limit of ${MAX_ENTRIES}`)
     const entries: Entry[] = []
-    while (entries.length < open.entryCount) {
+    while (entries.length < start.entryCount) {
       const m = await expectJson(fs, EntriesMsg, stepSignal())
-      if (entries.length + m.entries.length > open.entryCount) throw new ControlRefusal('bad-manifest', 'more entries than announced')
+      if (entries.length + m.entries.length > start.entryCount) throw new ControlRefusal('bad-manifest', 'more entries than announced')
       for (const w of m.entries) entries.push(toEntry(w))
     }
     const end = await expectJson(fs, ManifestEndMsg, stepSignal())
+    trace('target: manifest received')
     try {
       checkManifestShape(entries)
     } catch (err) {
       throw new ControlRefusal('bad-manifest', (err as Error).message)
     }
-    const root = toRoot(open.root)
+    const root = toRoot(start.root)
     const digest = manifestDigest(root, entries)
     if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
 
+    trace('target: manifest checked')
     session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, stallMs: opts.stallMs, localScan, manifest: { root, entries, digest }, onWarning: opts.log })
     opts.sessions.add(session)
     const s = session
@@ -112,6 +176,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     }, HEARTBEAT_MS)
 
     const needs = await session.prepare()
+    trace('target: prepared')
     await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, resume: needs.resume, have: needs.have.length > 0 ? needs.have : undefined, changes: session.counts })
     // the plan may take a while: the source waits for every target's needs first
     const plan = await expectJson(fs, PlanMsg, AbortSignal.timeout(PLAN_TIMEOUT_MS))
@@ -127,7 +192,9 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     let broken: Error | undefined
     const inbox = new SourceInbox(fs, (i, h) => s.setHash(i, h), (err) => { broken ??= err; s.relayFailed(err) }, (err) => { s.endHashes(err) })
     await writeJson(fs, { type: 'ready' })
+    trace('target: plan taken, ready')
     let outcome = await session.finish(opts.stallMs)
+    trace('target: finished')
     // a bad late message fails the session even when no data phase was running to stop
     if (broken != null) outcome = { ...outcome, status: 'failed', error: `the source broke the protocol: ${broken.message}` }
     if (session.atomic) {
@@ -151,6 +218,12 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     opts.sessions.unlock(locked.dst, locked.id)
     released = true
     await writeJson(fs, { type: 'result', ...outcome, receipt })
+    trace('target: result sent')
+    if (outcome.status !== 'failed' && !open.dryRun && !session.atomic && opts.trees != null) {
+      const hashed = session.hashedManifest()
+      // nothing changed: the first scan is the tree; else scan again (after the result: off the critical path)
+      if (hashed != null) opts.trees.putLater(dst, async () => recordFor(hashed, outcome.status === 'unchanged' ? toScanned(await localScan) : toScanned(await scanDestination(dst)), isRoot))
+    }
     await fs.closeWrite()
     // let the source read to the end and hang up first (closing early can lose data)
     await Promise.race([inbox.done, new Promise(resolve => setTimeout(resolve, 10_000).unref())])

@@ -1,3 +1,4 @@
+import { trace } from '../../src/trace.js'
 import type { Libp2p } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
@@ -50,6 +51,7 @@ export class TargetLink {
     let conn, stream
     try {
       conn = await dialPeer(node, target, signal)
+      trace('source: connected')
       stream = await conn.newStream(CONTROL_PROTOCOL, { signal, runOnLimitedConnection: true })
     } catch (err) {
       if (signal.aborted || (err as Error).name === 'TimeoutError') throw new TargetStalledError(`could not connect within ${DIAL_TIMEOUT_MS / 1000} s`)
@@ -58,13 +60,35 @@ export class TargetLink {
     return new TargetLink(conn.remotePeer.toString(), conn.remoteAddr.toString(), conn.multiplexer, new FramedStream(stream, { maxFrameBytes: MAX_CONTROL_FRAME }), stallMs)
   }
 
-  async sendManifest (opts: SessionOptions, manifest: Manifest): Promise<void> {
-    const signal = AbortSignal.timeout(this.stallMs)
-    await writeJson(this.fs, { type: 'open', version: PROTOCOL_VERSION, session: opts.session, dst: opts.dst, delete: opts.delete, dryRun: opts.dryRun, compress: opts.compress, atomic: opts.atomic === true ? true : undefined, entryCount: manifest.entries.length, root: fromRoot(manifest.root) }, signal)
+  /**
+   * Opens the session. Sent before the source has scanned its tree, so the target scans
+   * its own meanwhile; heartbeats keep the session alive until sendManifest.
+   */
+  async sendOpen (opts: SessionOptions): Promise<void> {
+    await writeJson(this.fs, { type: 'open', version: PROTOCOL_VERSION, session: opts.session, dst: opts.dst, delete: opts.delete, dryRun: opts.dryRun, compress: opts.compress, atomic: opts.atomic === true ? true : undefined }, AbortSignal.timeout(this.stallMs))
+    this.beat ??= setInterval(() => { writeJson(this.fs, { type: 'heartbeat' }).catch(() => {}) }, HEARTBEAT_MS)
+  }
+
+  /**
+   * Sends the manifest, or only `manifest-known` when `allowKnown` and the target has
+   * announced that its tree is this manifest's. Returns true in that case.
+   */
+  async sendManifest (manifest: Manifest, allowKnown = false): Promise<boolean> {
+    clearInterval(this.beat)
+    this.beat = undefined
+    // the target's first word: the tree its last session left there, if any
+    const { digest } = await this.next('tree')
+    // that very tree: the target's check (the end of its scan) decides
+    if (digest === manifest.digest && (await this.next('tree-check')).same && allowKnown) {
+      await writeJson(this.fs, { type: 'manifest-known', digest: manifest.digest }, AbortSignal.timeout(this.stallMs))
+      return true
+    }
+    await writeJson(this.fs, { type: 'manifest', entryCount: manifest.entries.length, root: fromRoot(manifest.root) }, AbortSignal.timeout(this.stallMs))
     for (let i = 0; i < manifest.entries.length; i += ENTRIES_PER_BATCH) {
       await writeJson(this.fs, { type: 'entries', entries: manifest.entries.slice(i, i + ENTRIES_PER_BATCH).map(fromEntry) }, AbortSignal.timeout(this.stallMs))
     }
     await writeJson(this.fs, { type: 'manifest-end', digest: manifest.digest }, AbortSignal.timeout(this.stallMs))
+    return false
   }
 
   /** The next message of type `want`; heartbeats and child reports are absorbed on the way. */
@@ -80,6 +104,8 @@ export class TargetLink {
       if (m == null) throw new ProtocolError(`target closed the control stream while we waited for '${want}'`)
       if (m.type === 'error') throw new RemoteError(m.code, m.message)
       if (m.type === 'heartbeat') { this.progress = { files: m.files, bytes: m.bytes }; continue }
+      // a tree check the source did not wait for (the digest was not this manifest's)
+      if (m.type === 'tree-check' && want !== 'tree-check') continue
       if (m.type === 'child-failed') { this.onChildFailed?.(m.peer, m.error); continue }
       if (m.type !== want) throw new ProtocolError(`expected '${want}', got '${m.type}'`)
       return m as Of<T>

@@ -1,5 +1,6 @@
 import type { Server } from 'node:net'
 import type { Libp2p } from '@libp2p/interface'
+import { FileTreeRecords } from '../sync/tree-record.js'
 import { handleControlStream } from '../../protocols/control/target-handler.js'
 import { CONTROL_PROTOCOL, DEFAULT_STALL_TIMEOUT_MS, MAX_INBOUND_STREAMS as CONTROL_STREAMS } from '../../protocols/control/consts.js'
 import { handleRelayStream } from '../../protocols/relay/handler.js'
@@ -52,9 +53,10 @@ export class Daemon {
     this.node = node
     const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
     const sourceOpts = { hashCacheDir: join(opts.home, 'hashcache') }
+    const trees = new FileTreeRecords(join(opts.home, 'trees'))
     const tracker = new PeerTracker(node, isTrusted)
     await node.handle(CONTROL_PROTOCOL, async (stream, connection) => {
-      await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, sign: signerFor(privateKey), log: opts.log })
+      await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, trees, sign: signerFor(privateKey), log: opts.log })
     }, { maxInboundStreams: CONTROL_STREAMS, runOnLimitedConnection: true })
     await node.handle(RELAY_PROTOCOL, async (stream, connection) => {
       await handleRelayStream(node, stream, connection, this.sessions, stallMs)

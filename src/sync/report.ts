@@ -20,6 +20,8 @@ export interface TargetReport {
   received?: number
   /** bytes continued from kept parts of interrupted files instead of being sent again */
   resumed?: number
+  /** the target showed that its tree was already this manifest's (its record of the last session matched its scan): no manifest was sent */
+  treeKnown?: boolean
   /** the target's signed statement that it holds the manifest's tree (ok/unchanged only) */
   receipt?: { digest: string, signature: string, /** the session the target signed (a re-attached target's own round) */ session: string, /** checked here against the target's PeerId */ verified: boolean }
 }

@@ -1,11 +1,11 @@
+import { trace } from '../trace.js'
 import { randomBytes } from 'node:crypto'
 import { isAbsolute, join } from 'node:path'
 import { hashFile } from '../manifest/hash.js'
 import type { Libp2p } from '@libp2p/interface'
 import { parseTarget } from '../node/targets.js'
 import { TargetLink } from '../../protocols/control/target-link.js'
-import { DEFAULT_STALL_TIMEOUT_MS, DIAL_TIMEOUT_MS } from '../../protocols/control/consts.js'
-import { dialPeer } from '../node/dial.js'
+import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
 import { scanTree } from '../manifest/scan.js'
 import { FileHashCache } from '../manifest/hash-cache-file.js'
@@ -63,6 +63,7 @@ export interface SourceOptions {
 
 export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEvent) => void = () => {}, source: SourceOptions = {}): Promise<SyncReport> {
   const started = Date.now()
+  trace('source: task start')
   if (!isAbsolute(task.src) || !isAbsolute(task.dst)) throw new TaskError('--src and --dst must be absolute paths')
   if (task.targets.length === 0) throw new TaskError('no targets given')
   const stallMs = task.stallMs ?? DEFAULT_STALL_TIMEOUT_MS
@@ -70,32 +71,34 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   const frameBytes = Math.min(MAX_FRAME_BYTES / 4, Math.max(MIN_FRAME_BYTES, task.frameBytes ?? DEFAULT_FRAME_BYTES))
   const self = node.peerId.toString()
 
-  // connect to every target (TCP, Noise, muxer) while the tree is scanned; the control
-  // streams are opened on these connections once the manifest is ready
-  for (const given of task.targets) {
-    try {
-      const { dial, peer } = parseTarget(given)
-      if (peer !== self) dialPeer(node, dial, AbortSignal.timeout(DIAL_TIMEOUT_MS)).catch(() => {})
-    } catch {}
-  }
-
-  let manifest: Manifest
-  let hashCache: FileHashCache | undefined
-  try {
-    hashCache = source.hashCacheDir != null ? await FileHashCache.load(source.hashCacheDir, task.src) : undefined
-    manifest = await scanTree(task.src, { hash: true, hashCache, deferHashMin: DEFER_HASH_MIN, onWarning: (message) => { onEvent({ type: 'warning', message }) } })
-    await hashCache?.save(task.src).catch((err: Error) => { onEvent({ type: 'warning', message: `cannot save the hash cache: ${err.message}` }) })
-  } catch (err) {
-    throw new TaskError(`cannot read source ${task.src}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-  }
-  onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
-
   const targets: TargetState[] = task.targets.map((given) => ({
     given,
     report: { peer: given, address: given, status: 'failed', files: 0, bytes: 0, created: 0, deleted: 0, updated: 0 }
   }))
-  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map() }
   const firstSession = randomBytes(16).toString('hex')
+  // Open every target's session (dial, Noise, muxer, control stream, `open`) while the tree
+  // is scanned: each target scans its own destination at the same time.
+  const linkCtx = { node, task, stallMs, self, onEvent }
+  const seen = new Set<string>()
+  const opened = new Map(targets.map(t => [t, connect(linkCtx, t, firstSession, seen)]))
+  for (const p of opened.values()) p.catch(() => {})
+
+  let manifest: Manifest
+  let hashCache: FileHashCache | undefined
+  try {
+    // the cache loads while the tree is walked (the walk yields: the targets' sessions open meanwhile)
+    const cacheLoad = source.hashCacheDir != null ? FileHashCache.load(source.hashCacheDir, task.src) : undefined
+    manifest = await scanTree(task.src, { hash: true, hashCache: cacheLoad, deferHashMin: DEFER_HASH_MIN, onWarning: (message) => { onEvent({ type: 'warning', message }) } })
+    hashCache = await cacheLoad
+    trace('source: scanned')
+    await hashCache?.save(task.src).catch((err: Error) => { onEvent({ type: 'warning', message: `cannot save the hash cache: ${err.message}` }) })
+  } catch (err) {
+    for (const p of opened.values()) p.then(link => { link.abort(new Error('the source could not read its tree')) }, () => {})
+    throw new TaskError(`cannot read source ${task.src}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
+
+  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map() }
   // A target whose transfer was cut (a relay above it died) but which still answers is
   // re-attached at once, while the other targets go on: targets cut by the same failure
   // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
@@ -129,7 +132,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     rejoinTimer ??= setTimeout(rejoin, REJOIN_DELAY_MS)
     return true
   }
-  rounds.push(runRound(ctx, targets, firstSession, onCut))
+  rounds.push(runRound(ctx, targets, firstSession, onCut, opened))
   for (;;) {
     const n = rounds.length
     await Promise.all(rounds)
@@ -252,8 +255,29 @@ async function sourceHashOf (ctx: RoundContext, i: number): Promise<string | und
   return await h
 }
 
+/**
+ * Checks the target, connects, opens its control stream and sends `open`: the target
+ * starts scanning its destination. Heartbeats keep the session until the manifest.
+ */
+async function connect (ctx: Pick<RoundContext, 'node' | 'task' | 'stallMs' | 'self' | 'onEvent'>, t: TargetState, session: string, seen: Set<string>): Promise<TargetLink> {
+  const { node, task, stallMs, self, onEvent } = ctx
+  const { dial, peer } = parseTarget(t.given)
+  if (peer != null) t.report.peer = peer
+  if (peer === self) throw new TaskError('target is the source itself')
+  if (peer != null && seen.has(peer)) throw new TaskError('target listed twice')
+  if (peer != null) seen.add(peer)
+  const link = await TargetLink.open(node, dial, stallMs)
+  link.onChildFailed = (peer, error) => { onEvent({ type: 'warning', message: `relay from ${link.peer} to ${peer}: ${error}` }) }
+  t.report.peer = link.peer
+  t.report.muxer = link.muxer
+  t.session = session
+  await link.sendOpen({ session, dst: task.dst, delete: task.delete, dryRun: task.dryRun, compress: task.compress, atomic: isAtomic(task) })
+  trace('source: opened')
+  return link
+}
+
 /** One session with the given targets: layer 1, classes, relay trees, results. */
-async function runRound (ctx: RoundContext, targets: TargetState[], session: string, onCut: (t: TargetState) => boolean): Promise<void> {
+async function runRound (ctx: RoundContext, targets: TargetState[], session: string, onCut: (t: TargetState) => boolean, opened?: Map<TargetState, Promise<TargetLink>>): Promise<void> {
   type T = TargetState
   const { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent } = ctx
   const seen = new Set<string>()
@@ -267,18 +291,11 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   // layer 1: manifest to every target, needs back
   await Promise.all(targets.map(async (t) => {
     try {
-      const { dial, peer } = parseTarget(t.given)
-      if (peer != null) t.report.peer = peer
-      if (peer === self) throw new TaskError('target is the source itself')
-      if (peer != null && seen.has(peer)) throw new TaskError('target listed twice')
-      if (peer != null) seen.add(peer)
-      t.link = await TargetLink.open(node, dial, stallMs)
-      t.link.onChildFailed = (peer, error) => { onEvent({ type: 'warning', message: `relay from ${t.link!.peer} to ${peer}: ${error}` }) }
-      t.report.peer = t.link.peer
-      t.report.muxer = t.link.muxer
-      t.session = session
-      await t.link.sendManifest({ session, dst: task.dst, delete: task.delete, dryRun: task.dryRun, compress: task.compress, atomic: isAtomic(task) }, manifest)
+      t.link = await (opened?.get(t) ?? connect(ctx, t, session, seen))
+      if (await t.link.sendManifest(manifest, !isAtomic(task))) t.report.treeKnown = true
+      trace('source: manifest sent')
       const needs = await t.link.needs()
+      trace('source: needs received')
       t.files = needs.files
       t.resume = needs.resume ?? []
       t.bytes = needs.bytes
@@ -367,6 +384,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
         }
       }
       const r = await t.link!.result()
+      trace('source: result received')
       await takeResult(ctx, t, r)
       t.report.files = r.files
       t.report.bytes = r.bytes

@@ -6,7 +6,7 @@ import { contentKey, PART_PREFIX, partialPathFor } from '../fs/atomic-writer.js'
 import { DestinationRoot } from '../fs/safe-path.js'
 import { hashFile } from '../manifest/hash.js'
 import { scanTree, TEMP_PREFIX } from '../manifest/scan.js'
-import type { Entry, Manifest } from '../manifest/types.js'
+import type { Entry, Manifest, RootMeta } from '../manifest/types.js'
 import type { SinkResult } from './file-sink.js'
 
 export interface ChangeCounts { created: number, deleted: number, updated: number }
@@ -37,7 +37,7 @@ export interface TargetSessionInit {
 }
 
 /** What is at a destination now: its entries, and temp names left by dead sessions. */
-export interface LocalScan { exists: boolean, entries: Entry[], stale: string[] }
+export interface LocalScan { exists: boolean, entries: Entry[], stale: string[], root?: RootMeta }
 
 /**
  * Scan a destination (no hashing). The control handler starts this as soon as the
@@ -46,8 +46,8 @@ export interface LocalScan { exists: boolean, entries: Entry[], stale: string[] 
 export async function scanDestination (dst: string, onWarning?: (msg: string) => void, signal?: AbortSignal): Promise<LocalScan> {
   const exists = await lstat(dst).then(() => true, () => false)
   const stale: string[] = []
-  const entries = exists ? (await scanTree(dst, { hash: false, digest: false, onWarning, onTempFile: (p) => { stale.push(p) }, signal })).entries : []
-  return { exists, entries, stale }
+  const scan = exists ? await scanTree(dst, { hash: false, digest: false, onWarning, onTempFile: (p) => { stale.push(p) }, signal }) : undefined
+  return { exists, entries: scan?.entries ?? [], stale, root: scan?.root }
 }
 
 export type TargetOutcome = {
@@ -187,6 +187,7 @@ export class TargetSession {
     return { files: this.wanted, bytes: bytes - this.resumed, resume: [...this.resumeOffsets], have: [...this.have] }
   }
 
+  private readonly sameAsSource = new Set<number>()
   /** Local hashes of files asked for only because the source's hash is deferred (needs.have). */
   private readonly have = new Map<number, string>()
 
@@ -198,6 +199,7 @@ export class TargetSession {
     if (same.length === 0) return
     const c = this.changes!
     const drop = new Set(same)
+    for (const i of drop) this.sameAsSource.add(i)
     for (const i of drop) if (!this.have.has(i)) throw new Error(`plan.same names entry ${i}, which this target did not offer`)
     this.wanted = this.wanted.filter(i => !drop.has(i))
     c.fetch = c.fetch.filter(i => !drop.has(i))
@@ -238,6 +240,17 @@ export class TargetSession {
     const w = this.hashWaiters.get(index)
     if (w != null) { clearTimeout(w.timer); this.hashWaiters.delete(index); w.resolve(hash) }
     return undefined
+  }
+
+  /**
+   * The manifest with the hashes this session learnt for deferred files (received, or
+   * found equal: plan.same), for the tree record; undefined if a file's hash is unknown.
+   */
+  hashedManifest (): Manifest | undefined {
+    const { root, entries } = this.init.manifest
+    const filled = entries.map((e, i) => e.type !== 'file' || e.hash != null ? e : { ...e, hash: this.lateHashes.get(i) ?? (this.sameAsSource.has(i) ? this.have.get(i) : undefined) })
+    if (filled.some(e => e.type === 'file' && e.hash == null)) return undefined
+    return { root, entries: filled, digest: '' }
   }
 
   /** No more hashes will come (the session ends): waiters fail at once. */

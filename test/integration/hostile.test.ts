@@ -66,7 +66,7 @@ const digestOf = (entries: WireEntry[], root = ROOT) => manifestDigest(toRoot(ro
 
 const openMsg = (dst: string, entryCount: number, extra: Record<string, unknown> = {}) => ({
   type: 'open',
-  version: 2,
+  version: 3,
   session: newSession(),
   dst,
   delete: false,
@@ -76,6 +76,18 @@ const openMsg = (dst: string, entryCount: number, extra: Record<string, unknown>
   root: ROOT,
   ...extra,
 });
+
+/**
+ * openMsg carries the manifest's start for brevity; on the wire (protocol 3) they are two
+ * messages, `open` and `manifest`, with the source's scan in between.
+ */
+const splitOpen = (m: ReturnType<typeof openMsg>) => {
+  const { entryCount, root, ...open } = m;
+  return [open, { type: 'manifest', entryCount, root }];
+};
+async function writeOpen(fs: FramedStream, m: ReturnType<typeof openMsg>): Promise<void> {
+  for (const x of splitOpen(m)) await writeJson(fs, x);
+}
 
 /** A length-prefixed frame, as bytes. */
 function frame(payload: Uint8Array): Uint8Array {
@@ -110,8 +122,8 @@ const show = (o: Outcome) =>
   : o.kind === 'reset' ? `stream reset (${o.error}) after ${o.ms.toFixed(0)} ms`
   : `${o.kind} after ${o.ms.toFixed(0)} ms`;
 
-/** The next message (heartbeats and credits skipped), or how the stream ended, within `timeoutMs`. */
-async function next(fs: FramedStream, timeoutMs = BOUND_MS, skip = ['heartbeat', 'credit']): Promise<Outcome> {
+/** The next message (heartbeats, credits and the target's tree announcements skipped), or how the stream ended, within `timeoutMs`. */
+async function next(fs: FramedStream, timeoutMs = BOUND_MS, skip = ['heartbeat', 'credit', 'tree', 'tree-check']): Promise<Outcome> {
   const started = performance.now();
   const signal = AbortSignal.timeout(timeoutMs);
   for (;;) {
@@ -337,7 +349,7 @@ describe('hostile input', () => {
   ): Promise<void> {
     const { stream, fs } = await dial(d, CONTROL_PROTOCOL);
     try {
-      await writeJson(fs, openMsg(lab.common(dstName), entries.length));
+      await writeOpen(fs, openMsg(lab.common(dstName), entries.length));
       if (entries.length > 0) await writeJson(fs, { type: 'entries', entries });
       await writeJson(fs, { type: 'manifest-end', digest });
       await expectError(fs, code, re, what);
@@ -357,7 +369,7 @@ describe('hostile input', () => {
   ): Promise<{ stream: Stream; fs: FramedStream; session: string; needs: Msg }> {
     const { stream, fs } = await dial(d, CONTROL_PROTOCOL);
     const open = openMsg(dst, entries.length);
-    await writeJson(fs, open);
+    await writeOpen(fs, open);
     if (entries.length > 0) await writeJson(fs, { type: 'entries', entries });
     await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
     const n = await next(fs);
@@ -541,7 +553,7 @@ describe('hostile input', () => {
     {
       const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
       try {
-        await writeJson(fs, openMsg(lab.common('dst-trunc'), 3));
+        await writeOpen(fs, openMsg(lab.common('dst-trunc'), 3));
         await writeJson(fs, { type: 'entries', entries: [wdir('a')] });
         await stream.close();
         await expectError(fs, 'failed', /ended|end of stream|before/i, 'end of stream inside the manifest');
@@ -566,41 +578,48 @@ describe('hostile input', () => {
       { what: 'unknown message type', msgs: [{ type: 'hello', session: newSession(), classId: 0 }], code: 'failed', re: /unexpected|type|expected/i },
       {
         what: 'plan before manifest-end',
-        msgs: [openMsg(dst('1'), 2), { type: 'entries', entries }, { type: 'plan', relay: null }],
+        msgs: [...splitOpen(openMsg(dst('1'), 2)), { type: 'entries', entries }, { type: 'plan', relay: null }],
         code: 'failed',
         re: /unexpected|type|expected/i,
         dstName: 'dst-order-1',
       },
       {
         what: 'manifest-end before all announced entries',
-        msgs: [openMsg(dst('2'), 3), { type: 'entries', entries }, { type: 'manifest-end', digest: digestOf(entries) }],
+        msgs: [...splitOpen(openMsg(dst('2'), 3)), { type: 'entries', entries }, { type: 'manifest-end', digest: digestOf(entries) }],
         code: 'failed',
         re: /unexpected|type|expected/i,
         dstName: 'dst-order-2',
       },
       {
         what: 'a second open instead of entries',
-        msgs: [openMsg(dst('3'), 2), openMsg(dst('3'), 2)],
+        msgs: [...splitOpen(openMsg(dst('3'), 2)), openMsg(dst('3'), 2)],
         code: 'failed',
         re: /unexpected|type|expected/i,
         dstName: 'dst-order-3',
       },
       {
         what: 'more entries than announced',
-        msgs: [openMsg(dst('4'), 1), { type: 'entries', entries }],
+        msgs: [...splitOpen(openMsg(dst('4'), 1)), { type: 'entries', entries }],
         code: 'bad-manifest',
         re: /more entries than announced/,
         dstName: 'dst-order-4',
       },
-      { what: 'version 1', msgs: [openMsg(dst('5'), 0, { version: 1 })], code: 'version', re: /version 1/, dstName: 'dst-order-5' },
-      { what: 'relative destination', msgs: [openMsg('relative/dst', 0)], code: 'bad-destination', re: /absolute/ },
-      { what: 'NUL in destination', msgs: [openMsg(`${dst('6')}\0x`, 0)], code: 'bad-destination', re: /NUL/, dstName: 'dst-order-6' },
-      { what: 'entryCount over the limit', msgs: [openMsg(dst('7'), 2_000_000)], code: 'too-large', re: /exceeds/, dstName: 'dst-order-7' },
-      { what: 'negative entryCount', msgs: [openMsg(dst('8'), -1)], code: 'failed', re: /entryCount|unexpected/, dstName: 'dst-order-8' },
-      { what: 'session id that is not 32 hex', msgs: [openMsg(dst('9'), 0, { session: '../../etc' })], code: 'failed', re: /session|unexpected/, dstName: 'dst-order-9' },
+      { what: 'version 1', msgs: [...splitOpen(openMsg(dst('5'), 0, { version: 1 }))], code: 'version', re: /version 1/, dstName: 'dst-order-5' },
+      { what: 'relative destination', msgs: [...splitOpen(openMsg('relative/dst', 0))], code: 'bad-destination', re: /absolute/ },
+      { what: 'NUL in destination', msgs: [...splitOpen(openMsg(`${dst('6')}\0x`, 0))], code: 'bad-destination', re: /NUL/, dstName: 'dst-order-6' },
+      { what: 'entryCount over the limit', msgs: [...splitOpen(openMsg(dst('7'), 2_000_000))], code: 'too-large', re: /exceeds/, dstName: 'dst-order-7' },
+      { what: 'negative entryCount', msgs: [...splitOpen(openMsg(dst('8'), -1))], code: 'failed', re: /entryCount|unexpected/, dstName: 'dst-order-8' },
+      { what: 'session id that is not 32 hex', msgs: [...splitOpen(openMsg(dst('9'), 0, { session: '../../etc' }))], code: 'failed', re: /session|unexpected/, dstName: 'dst-order-9' },
+      {
+        what: 'manifest-known for a tree the target did not announce',
+        msgs: [splitOpen(openMsg(dst('11'), 0))[0], { type: 'manifest-known', digest: 'ab'.repeat(32) }],
+        code: 'bad-manifest',
+        re: /did not announce/,
+        dstName: 'dst-order-11',
+      },
       {
         what: 'entries with a bad field type',
-        msgs: [openMsg(dst('10'), 1), { type: 'entries', entries: [{ ...wdir('a'), mode: 'rwx' }] }],
+        msgs: [...splitOpen(openMsg(dst('10'), 1)), { type: 'entries', entries: [{ ...wdir('a'), mode: 'rwx' }] }],
         code: 'failed',
         re: /mode|unexpected/,
         dstName: 'dst-order-10',
@@ -688,7 +707,7 @@ describe('hostile input', () => {
     ] as const) {
       const { stream, fs } = await dial(fenced, CONTROL_PROTOCOL);
       try {
-        await writeJson(fs, openMsg(dst, 1));
+        await writeOpen(fs, openMsg(dst, 1));
         await writeJson(fs, { type: 'entries', entries: [wdir('d')] });
         await writeJson(fs, { type: 'manifest-end', digest: digestOf([wdir('d')]) });
         const m = await expectError(fs, 'destination-not-allowed', /outside the allowed roots/, what);
@@ -724,7 +743,7 @@ describe('hostile input', () => {
       const { stream, fs } = await dial(fenced, CONTROL_PROTOCOL);
       let outcome: string;
       try {
-        await writeJson(fs, openMsg(dst, entries.length));
+        await writeOpen(fs, openMsg(dst, entries.length));
         await writeJson(fs, { type: 'entries', entries });
         await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
         const o = await next(fs);
@@ -759,7 +778,7 @@ describe('hostile input', () => {
       try {
         // a complete, valid manifest right away: none of it may be acted on
         const entries = [wdir('a'), wfile('a/x.txt', 'x\n')];
-        await writeJson(fs, openMsg(lab.common('dst-untrusted'), entries.length));
+        await writeOpen(fs, openMsg(lab.common('dst-untrusted'), entries.length));
         await writeJson(fs, { type: 'entries', entries });
         await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
         const m = await expectError(fs, 'untrusted', new RegExp(`${attackerId}.*not trusted`), 'untrusted control', 5_000);
@@ -1050,12 +1069,12 @@ describe('hostile input', () => {
     const silentAfterOpen = (async () => {
       const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
       try {
-        await writeJson(fs, openMsg(lockedDst, 1));
+        await writeOpen(fs, openMsg(lockedDst, 1));
         // meanwhile the destination is busy
         await new Promise((r) => setTimeout(r, 500));
         const b = await dial(victim, CONTROL_PROTOCOL);
         try {
-          await writeJson(b.fs, openMsg(lockedDst, 0));
+          await writeOpen(b.fs, openMsg(lockedDst, 0));
           await writeJson(b.fs, { type: 'manifest-end', digest: digestOf([]) });
           await expectError(b.fs, 'busy', /in use/, 'second session on a locked destination');
         } finally {

@@ -51,6 +51,9 @@ export interface TargetReport {
   created: number;
   deleted: number;
   updated: number;
+  /** no manifest was sent: the target showed it already held this tree */
+  treeKnown?: boolean;
+  receipt?: { digest: string; signature: string; session: string; verified: boolean };
 }
 
 export interface SyncReport {
