@@ -1,31 +1,20 @@
-import { execFile } from 'node:child_process'
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, futimesSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs'
-import { open } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { Entry } from '../manifest/types.js'
 import { utimesValue } from '../manifest/time.js'
 import { createMode, metadataSteps, tempNameIn } from './atomic-writer.js'
+import { fileWorker, workerError, type CreateJob } from './file-worker.js'
 
 /** Files up to this size (verified in memory) take the batched path. */
 export const SMALL_FILE_MAX = 64 * 1024
 /** Start a batch's sync at once when this many files wait; otherwise after BATCH_DELAY_MS. */
 const BATCH_FILES = 2048
 const BATCH_DELAY_MS = 20
+/** Files go to the worker in requests of up to this many files or bytes (or what one event-loop turn gave). */
+const SEND_FILES = 256
+const SEND_BYTES = 1024 * 1024
 
 interface Waiting { temp: string, final: string, dev: number, resolve: () => void, reject: (err: unknown) => void }
-
-/** syncfs(2) on the file systems holding these paths, by coreutils `sync -f` (Node has no syncfs). */
-async function syncFileSystems (paths: string[]): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    execFile('sync', ['-f', '--', ...paths], { timeout: 10 * 60_000 }, (err, _out, stderr) => {
-      if (err == null) { resolve(); return }
-      // no `sync`, or one without -f: use fsync instead; anything else (EIO, ENOSPC, a
-      // timeout) means the batch's data may not be on disk
-      const unsupported = (err as NodeJS.ErrnoException).code === 'ENOENT' || /invalid option|unrecognized option/.test(String(stderr))
-      reject(Object.assign(err, { unsupported }))
-    })
-  })
-}
+interface Outgoing { job: CreateJob, data: Uint8Array[], created: (dev: number) => void, failed: (err: Error) => void }
 
 /**
  * Small files, already verified against their hash in memory, written with synchronous
@@ -40,41 +29,80 @@ export class SmallFileBatch {
   private timer?: NodeJS.Timeout
   private running?: Promise<void>
   private syncfsWorks = true
+  /** files not yet sent to the worker */
+  private outgoing: Outgoing[] = []
+  private outgoingBytes = 0
+  private sendQueued = false
+  /** create requests the worker has not answered yet */
+  private readonly creating = new Set<Promise<void>>()
 
-  /** Write `data` (exactly the file's bytes) for `entry`; settles once it is at `finalPath`. */
-  async write (finalPath: string, entry: Entry, data: readonly Uint8Array[]): Promise<void> {
+  constructor (private readonly opts: { delayMs?: number } = {}) {}
+
+  /**
+   * Write `data` (exactly the file's bytes) for `entry`; settles once it is at `finalPath`.
+   * `handedOver` is called once the bytes are in a temp file (or the file failed): `data`
+   * is read until then.
+   */
+  async write (finalPath: string, entry: Entry, data: readonly Uint8Array[], handedOver?: () => void): Promise<void> {
     const temp = tempNameIn(dirname(finalPath))
-    let fd: number | undefined
+    const steps = metadataSteps(entry)
+    let length = 0
+    for (const p of data) length += p.byteLength
     let dev: number
     try {
-      // O_EXCL: never opens an existing file or follows a planted symlink
-      fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, createMode(entry.mode))
-      for (const part of data) {
-        let off = 0
-        while (off < part.byteLength) off += writeSync(fd, part, off, part.byteLength - off)
-      }
-      const steps = metadataSteps(entry)
-      if (steps.chown) fchownSync(fd, entry.uid!, entry.gid!)
-      if (steps.chmod) fchmodSync(fd, entry.mode)
-      futimesSync(fd, new Date(), utimesValue(entry))
-      dev = fstatSync(fd).dev
-      closeSync(fd)
-      fd = undefined
-    } catch (err) {
-      if (fd != null) closeSync(fd)
-      try { unlinkSync(temp) } catch {}
-      throw err
+      dev = await new Promise<number>((resolve, reject) => {
+        this.outgoing.push({
+          job: { temp, createMode: createMode(entry.mode), offset: 0, length, chown: steps.chown ? [entry.uid!, entry.gid!] : undefined, chmod: steps.chmod ? entry.mode : undefined, mtime: utimesValue(entry) },
+          data: [...data],
+          created: resolve,
+          failed: reject
+        })
+        this.outgoingBytes += length
+        if (this.outgoing.length >= SEND_FILES || this.outgoingBytes >= SEND_BYTES) this.send()
+        else if (!this.sendQueued) {
+          this.sendQueued = true
+          setImmediate(() => { this.sendQueued = false; this.send() })
+        }
+      })
+    } finally {
+      handedOver?.()
     }
     await new Promise<void>((resolve, reject) => {
       this.waiting.push({ temp, final: finalPath, dev, resolve, reject })
       if (this.waiting.length >= BATCH_FILES) this.kick()
-      else this.timer ??= setTimeout(() => { this.kick() }, BATCH_DELAY_MS)
+      else this.timer ??= setTimeout(() => { this.kick() }, this.opts.delayMs ?? BATCH_DELAY_MS)
     })
+  }
+
+  /** Hand the queued files to the worker: their bytes in one transferred buffer. */
+  private send (): void {
+    if (this.outgoing.length === 0) return
+    const batch = this.outgoing
+    const buf = new Uint8Array(new ArrayBuffer(this.outgoingBytes))
+    this.outgoing = []
+    this.outgoingBytes = 0
+    let off = 0
+    for (const o of batch) {
+      o.job.offset = off
+      for (const p of o.data) { buf.set(p, off); off += p.byteLength }
+      o.data = []
+    }
+    const p = fileWorker({ op: 'create', jobs: batch.map(o => o.job), data: buf.buffer }, [buf.buffer]).then((reply) => {
+      batch.forEach((o, i) => {
+        const r = reply.results[i]
+        if (r?.dev != null) o.created(r.dev)
+        else o.failed(workerError(r ?? { error: 'the file worker gave no result' }))
+      })
+    }, (err: Error) => { for (const o of batch) o.failed(err) }).finally(() => { this.creating.delete(p) })
+    this.creating.add(p)
   }
 
   /** Make everything written so far durable and visible; resolves when done. */
   async flush (): Promise<void> {
-    while (this.waiting.length > 0 || this.running != null) {
+    for (;;) {
+      this.send()
+      if (this.creating.size > 0) { await Promise.all(this.creating); await Promise.resolve(); continue }
+      if (this.waiting.length === 0 && this.running == null) return
       this.kick()
       await this.running
     }
@@ -93,38 +121,20 @@ export class SmallFileBatch {
     })
   }
 
+  /** Durable, then visible: one syncfs per file system (or an fsync each), then the renames; all in the worker. */
   private async commit (batch: Waiting[]): Promise<void> {
-    let synced = false
-    if (this.syncfsWorks) {
-      const oneEach = new Map<number, string>()
-      for (const w of batch) if (!oneEach.has(w.dev)) oneEach.set(w.dev, w.temp)
-      try {
-        await syncFileSystems([...oneEach.values()])
-        synced = true
-      } catch (err) {
-        if ((err as { unsupported?: boolean }).unsupported !== true) {
-          const failure = new Error(`could not make the files durable (sync -f): ${(err as Error).message.split('\n')[0]}`)
-          for (const w of batch) {
-            try { unlinkSync(w.temp) } catch {}
-            w.reject(failure)
-          }
-          return
-        }
-        this.syncfsWorks = false
-      }
+    const oneEach = new Map<number, string>()
+    for (const w of batch) if (!oneEach.has(w.dev)) oneEach.set(w.dev, w.temp)
+    try {
+      const reply = await fileWorker({ op: 'commit', syncPaths: this.syncfsWorks ? [...oneEach.values()] : null, items: batch.map(w => [w.temp, w.final]) })
+      if (reply.syncfsUnsupported === true) this.syncfsWorks = false
+      batch.forEach((w, i) => {
+        const r = reply.results[i]
+        if (r != null && r.error == null) w.resolve()
+        else w.reject(workerError(r ?? { error: 'the file worker gave no result' }))
+      })
+    } catch (err) {
+      for (const w of batch) w.reject(err)
     }
-    await Promise.all(batch.map(async (w) => {
-      try {
-        if (!synced) {
-          const fh = await open(w.temp, constants.O_RDONLY | constants.O_NOFOLLOW)
-          try { await fh.sync() } finally { await fh.close() }
-        }
-        renameSync(w.temp, w.final)
-        w.resolve()
-      } catch (err) {
-        try { unlinkSync(w.temp) } catch {}
-        w.reject(err)
-      }
-    }))
   }
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, hash as hashOnce } from 'node:crypto'
 import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
 import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
@@ -11,7 +11,7 @@ export async function hashFile (path: string, signal?: AbortSignal, sizeHint?: n
   if (sizeHint != null && sizeHint <= SYNC_READ_MAX) {
     const content = readSmallFileSync(path, sizeHint)
     // a size other than the hint: the file changed; hash what is there the slow way
-    if (!(content instanceof Error)) return createHash('sha256').update(content).digest('hex')
+    if (!(content instanceof Error)) return hashOnce('sha256', content, 'hex')
     if ((content as NodeJS.ErrnoException).code != null) throw content
   }
   // never through a symlink: a file replaced by a link after the scan is not read

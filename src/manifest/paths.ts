@@ -15,17 +15,16 @@ export class InvalidPathError extends Error {
   }
 }
 
-const encoder = new TextEncoder()
-
 export function checkRelativePath (path: string): void {
   if (typeof path !== 'string' || path.length === 0) throw new InvalidPathError(String(path), 'empty')
   if (path.includes('\0')) throw new InvalidPathError(path, 'contains NUL')
   if (path.startsWith('/')) throw new InvalidPathError(path, 'absolute')
-  if (encoder.encode(path).byteLength > MAX_PATH_BYTES) throw new InvalidPathError(path, `longer than ${MAX_PATH_BYTES} bytes`)
+  if (Buffer.byteLength(path, 'utf8') > MAX_PATH_BYTES) throw new InvalidPathError(path, `longer than ${MAX_PATH_BYTES} bytes`)
   for (const seg of path.split('/')) {
     if (seg === '') throw new InvalidPathError(path, 'empty segment')
     if (seg === '.' || seg === '..') throw new InvalidPathError(path, `'${seg}' segment`)
-    if (encoder.encode(seg).byteLength > MAX_NAME_BYTES) throw new InvalidPathError(path, `name longer than ${MAX_NAME_BYTES} bytes`)
+    // (UTF-16 length ≥ UTF-8 bytes / 3: only long names need counting)
+    if (seg.length * 3 > MAX_NAME_BYTES && Buffer.byteLength(seg, 'utf8') > MAX_NAME_BYTES) throw new InvalidPathError(path, `name longer than ${MAX_NAME_BYTES} bytes`)
   }
 }
 

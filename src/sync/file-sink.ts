@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto'
+import { createHash, hash as hashOnce, type Hash } from 'node:crypto'
 import type { Entry } from '../manifest/types.js'
 import { AtomicFileWriter, HashMismatchError } from '../fs/atomic-writer.js'
 import { SMALL_FILE_MAX, SmallFileBatch } from '../fs/small-file-batch.js'
@@ -15,6 +15,14 @@ export type FilePlacer = (index: number, entry: Entry) => Promise<string>
 const MAX_FILES_IN_FLIGHT = 32
 /** Small files whose bytes may wait in memory (for their path check or deferred hash) at once. */
 const SMALL_HELD_MAX = 16 * 1024 * 1024
+
+/** SHA-256 of a small file's chunks: one call for the usual single chunk (a Hash object per file costs more than hashing it). */
+function digestOf (chunks: readonly Uint8Array[]): string {
+  if (chunks.length === 1) return hashOnce('sha256', chunks[0], 'hex')
+  const h = createHash('sha256')
+  for (const c of chunks) h.update(c)
+  return h.digest('hex')
+}
 
 export class SequenceError extends Error {
   override name = 'SequenceError'
@@ -39,7 +47,8 @@ interface OpenFile {
   received: number
   /** where this session started the file (a resumed part) */
   offset: number
-  hash: Hash
+  /** streaming hash of a large file (small files are hashed in one call when complete) */
+  hash?: Hash
   writes: Array<Promise<void>>
   failed: boolean
 }
@@ -60,6 +69,8 @@ export class FileSink {
   private readonly durable = new Set<Promise<void>>()
   /** bytes of small files kept in memory until written (their frames are credited already) */
   private smallHeld = 0
+  /** begin() calls waiting for held small-file bytes to drop below SMALL_HELD_MAX */
+  private heldWaiters: Array<() => void> = []
   private readonly batch = new SmallFileBatch()
   private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
 
@@ -82,15 +93,15 @@ export class FileSink {
     if (offset !== (this.offsets.get(index) ?? 0)) throw this.violation(`file index ${index} begins at offset ${offset}, but this target asked for offset ${this.offsets.get(index) ?? 0}`)
     this.next++
     const entry = this.entries[index]
-    const hash = createHash('sha256')
     if (entry.size <= SMALL_FILE_MAX && offset === 0) {
-      while (this.smallHeld >= SMALL_HELD_MAX && this.durable.size > 0) await Promise.race(this.durable)
+      while (this.smallHeld >= SMALL_HELD_MAX && this.durable.size > 0) await new Promise<void>(resolve => { this.heldWaiters.push(resolve) })
       const path = this.place(index, entry).catch((err: Error) => { this.fail(entry, err); return undefined })
-      const file: OpenFile = { index, entry, writer: Promise.resolve(undefined), small: { path, chunks: [] }, received: 0, offset: 0, hash, writes: [], failed: false }
+      const file: OpenFile = { index, entry, writer: Promise.resolve(undefined), small: { path, chunks: [] }, received: 0, offset: 0, writes: [], failed: false }
       this.current = file
       if (entry.size === 0) this.complete(file)
       return
     }
+    const hash = createHash('sha256')
     const writer = this.place(index, entry)
       .then(async abs => offset > 0
         ? await AtomicFileWriter.resume(abs, entry, offset, (chunk) => { hash.update(chunk) })
@@ -118,12 +129,12 @@ export class FileSink {
     file.received += len
     this.received += len
     if (file.received > file.entry.size) throw this.violation(`${file.entry.path}: more data than its size ${file.entry.size}`)
-    for (const p of parts) file.hash.update(p)
     if (file.small != null) {
       file.small.chunks.push(...parts)
       if (file.received === file.entry.size) this.complete(file)
       return
     }
+    for (const p of parts) file.hash!.update(p)
     const written = file.writer.then(async (w) => {
       if (w == null || file.failed) return
       try {
@@ -193,17 +204,20 @@ export class FileSink {
         if (!held) return
         held = false
         this.smallHeld -= file.entry.size
+        if (this.smallHeld < SMALL_HELD_MAX && this.heldWaiters.length > 0) {
+          const waiters = this.heldWaiters
+          this.heldWaiters = []
+          for (const w of waiters) w()
+        }
         chunks.length = 0
       }
       const d: Promise<void> = path.then(async (abs) => {
         if (abs == null || file.failed) return
-        const digest = file.hash.digest('hex')
+        const digest = digestOf(chunks)
         const want = await this.expected(file.index, file.entry)
         if (want == null || digest !== want) throw new HashMismatchError(`${file.entry.path}: SHA-256 ${digest} does not match the source's`)
-        // the bytes go to a temp file at once; the promise settles when its batch is durable
-        const written = this.batch.write(abs, file.entry, chunks)
-        release()
-        await written
+        // the bytes are held until the worker has them in a temp file; settles when the batch is durable
+        await this.batch.write(abs, file.entry, chunks, release)
         this.result.files++
         this.result.bytes += file.entry.size
       }).catch((err: Error) => { this.fail(file.entry, err) }).finally(() => { release(); this.durable.delete(d) })
@@ -216,7 +230,7 @@ export class FileSink {
       if (file.failed) { await w.abort(); return }
       try {
         const want = await this.expected(file.index, file.entry).catch(async (err) => { await w.abort(); throw err })
-        await w.commit(file.hash.digest('hex'), want)
+        await w.commit(file.hash!.digest('hex'), want)
         this.result.files++
         this.result.bytes += file.entry.size - file.offset
       } catch (err) {

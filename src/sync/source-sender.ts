@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto'
+import { createHash, hash as hashOnce, type Hash } from 'node:crypto'
 import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -121,7 +121,7 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
       }
       await sendAll([encodeBegin(index, 0)])
       if (e.size > 0) await sendData(content)
-      if (e.hash == null) opts.onFileHash?.(index, createHash('sha256').update(content).digest('hex'))
+      if (e.hash == null) opts.onFileHash?.(index, hashOnce('sha256', content, 'hex'))
       continue
     }
     let fh: FileHandle | undefined

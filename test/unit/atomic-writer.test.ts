@@ -374,15 +374,17 @@ describe('SmallFileBatch', () => {
   const entryOf = (i: number): Entry => fileEntry(`f${i}`, files[i], { mode: i === 0 ? 0o640 : 0o644, mtime: T + i })
 
   async function writeAll (dir: string): Promise<void> {
-    const batch = new SmallFileBatch()
+    // a batch that commits only when flushed: the state before the commit can be looked at
+    const batch = new SmallFileBatch({ delayMs: 60_000 })
     const writes = files.map(async (c, i) => { await batch.write(join(dir, `f${i}`), entryOf(i), [enc.encode(c)]) })
-    // written under temp names at once; nothing at a final path before the batch is durable
-    // (read synchronously: the batch's timer cannot run in between)
+    // the worker writes them under temp names; nothing is at a final path before the batch is durable
+    const deadline = Date.now() + 10_000
+    while (readdirSync(dir).filter(n => n.startsWith(TEMP_PREFIX)).length < files.length && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
     const now = readdirSync(dir)
     assert.equal(now.filter(n => n.startsWith(TEMP_PREFIX)).length, files.length)
     assert.deepEqual(now.filter(n => !n.startsWith(TEMP_PREFIX)), [])
-    await Promise.all(writes)
     await batch.flush()
+    await Promise.all(writes)
   }
 
   async function checkFiles (dir: string): Promise<void> {
