@@ -14,7 +14,7 @@ import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.j
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION } from './consts.js'
 import { SourceInbox } from './source-inbox.js'
 import { EntriesMsg, ManifestEndMsg, ManifestOrHeartbeatMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
-import type { z } from 'zod'
+import type { z } from 'zod/v3'
 
 export interface TargetHandlerOptions {
   node: Libp2p

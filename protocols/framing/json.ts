@@ -1,4 +1,4 @@
-import type { z } from 'zod'
+import type { z } from 'zod/v3'
 import type { FramedStream } from './framed-stream.js'
 
 export class ProtocolError extends Error {

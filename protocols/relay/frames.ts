@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v3'
 
 /**
  * Data frames of /gosync/relay/1 (parent → child), after the JSON hello. Each is one

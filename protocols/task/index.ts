@@ -1,4 +1,4 @@
-import { z } from 'zod'
+import { z } from 'zod/v3'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'

@@ -16,7 +16,7 @@ import type { SyncEvent, SyncReport, TargetReport } from './report.js'
 import { sendClass } from './source-sender.js'
 import { verifyReceipt } from './receipt.js'
 import type { ResultMsg } from '../../protocols/control/messages.js'
-import type { z } from 'zod'
+import type { z } from 'zod/v3'
 
 export interface SyncTask {
   src: string

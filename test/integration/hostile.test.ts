@@ -16,7 +16,7 @@ import { deflateRawSync } from 'node:zlib';
 import type { Libp2p, Stream } from '@libp2p/interface';
 import { multiaddr } from '@multiformats/multiaddr';
 import * as varint from 'uint8-varint';
-import { z } from 'zod';
+import { z } from 'zod/v3';
 import { CONTROL_PROTOCOL, MAX_CONTROL_FRAME } from '../../protocols/control/consts.js';
 import { toEntry, toRoot, type WireEntry } from '../../protocols/control/messages.js';
 import { FramedStream } from '../../protocols/framing/framed-stream.js';
@@ -108,7 +108,7 @@ function rawSend(stream: Stream, data: Uint8Array): boolean {
   }
 }
 
-const AnyMsg = z.looseObject({ type: z.string() });
+const AnyMsg = z.object({ type: z.string() }).passthrough();
 type Msg = z.infer<typeof AnyMsg> & Record<string, any>;
 
 type Outcome =

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { streamPair } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
-import { z } from 'zod'
+import { z } from 'zod/v3'
 import type { Stream } from '@libp2p/interface'
 import {
   FramedStream, FrameTooLargeError, UnexpectedEOFError, ReadBufferOverflowError, StreamClosedError
