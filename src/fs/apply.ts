@@ -1,10 +1,10 @@
-import { constants } from 'node:fs'
+import { chmodSync, constants, lstatSync, mkdirSync, rmSync } from 'node:fs'
 import { chmod, copyFile, lchown, lstat, lutimes, mkdir, rename, rm, stat, symlink, utimes, open } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { sameMtime, type TargetChanges } from '../diff/diff.js'
 import type { Entry, Manifest } from '../manifest/types.js'
 import { splitNs, utimesValue } from '../manifest/time.js'
-import { tempNameIn } from './atomic-writer.js'
+import { processUmask, tempNameIn } from './atomic-writer.js'
 import type { DestinationRoot } from './safe-path.js'
 
 const isRoot = process.getuid?.() === 0
@@ -13,6 +13,8 @@ const isRoot = process.getuid?.() === 0
 const DIR_CREATE_MODE = 0o700
 
 const seconds = utimesValue
+/** Directories created between two turns of the event loop. */
+const YIELD_EVERY = 256
 
 /**
  * Ensure the destination root exists as a directory (created with parents if missing).
@@ -42,19 +44,30 @@ export async function applyStructure (dst: DestinationRoot, entries: readonly En
   }
   const todo = [...changes.mkdir.map(i => ({ i, kind: 'dir' as const })), ...changes.symlink.map(i => ({ i, kind: 'link' as const }))]
   todo.sort((a, b) => a.i - b.i)
+  let done = 0
   for (const { i, kind } of todo) {
+    if (++done % YIELD_EVERY === 0) await new Promise(resolve => setImmediate(resolve))
     const e = entries[i]
     const abs = await dst.resolve(e.path)
     if (kind === 'dir') {
-      await mkdir(abs, { mode: DIR_CREATE_MODE }).catch(async (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'EEXIST') throw err
-        const st = await lstat(abs)
-        if (!st.isDirectory()) {
-          await rm(abs, { recursive: true, force: true })
-          await mkdir(abs, { mode: DIR_CREATE_MODE })
+      // synchronous calls: a few µs each, against tens through the thread pool (trees have many dirs)
+      const want = e.mode | DIR_CREATE_MODE
+      let made = false
+      try {
+        mkdirSync(abs, { mode: want & 0o777 })
+        made = true
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+        if (!lstatSync(abs).isDirectory()) {
+          rmSync(abs, { recursive: true, force: true })
+          mkdirSync(abs, { mode: want & 0o777 })
+          made = true
         }
-      })
-      await chmod(abs, e.mode | DIR_CREATE_MODE)
+      }
+      // mkdir's mode passed the umask: a chmod only when that took bits away (or for an existing dir)
+      if (!made || want > 0o777 || (want & processUmask) !== 0) chmodSync(abs, want)
+      // a directory we just made (or lstat-ed): what resolve() would check for the entries below it
+      dst.markVerified(e.path)
     } else {
       await placeSymlink(abs, e)
     }

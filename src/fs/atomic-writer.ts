@@ -39,6 +39,7 @@ const euid = process.geteuid?.() ?? -1
 const egid = process.getegid?.() ?? -1
 /** read once: new files get (mode & ~umask) */
 const umask = process.umask()
+export const processUmask = umask
 
 /** Permission bits for a new temp file: the final ones, but always readable and writable by us. */
 export function createMode (mode: number): number {

@@ -45,6 +45,11 @@ export class DestinationRoot {
     this.verified.add(rel)
   }
 
+  /** `rel` is a real directory: this session just made it, or lstat-ed it. */
+  markVerified (rel: string): void {
+    this.verified.add(rel)
+  }
+
   /** Forget a verified directory (it was removed or replaced). */
   forget (rel: string): void {
     for (const d of this.verified) {

@@ -5,6 +5,7 @@ import { applyStructure, finalizeDirectories, placeStagedFile, prepareRoot, setM
 import { contentKey, PART_PREFIX, partialPathFor } from '../fs/atomic-writer.js'
 import { DestinationRoot } from '../fs/safe-path.js'
 import { hashFile } from '../manifest/hash.js'
+import { trace } from '../trace.js'
 import { scanTree, TEMP_PREFIX } from '../manifest/scan.js'
 import type { Entry, Manifest, RootMeta } from '../manifest/types.js'
 import type { SinkResult } from './file-sink.js'
@@ -128,6 +129,7 @@ export class TargetSession {
     // the destination's lock, so no live writer owns any of them
     const { entries: local, stale } = await (this.init.localScan ?? scanDestination(this.init.dst, this.init.onWarning, signal))
     this.local = local
+    trace('target: prepare: scan taken')
     if (!this.init.dryRun) await prepareRoot(this.init.dst)
     let changes = diffTrees(manifest.entries, local, { delete: this.init.delete, owners: isRoot })
     if (changes.verify.length > 0) {
@@ -153,8 +155,10 @@ export class TargetSession {
       else created++
     }
     this.counts = { created, deleted: changes.remove.length, updated }
+    trace('target: prepare: diffed')
     if (!this.init.dryRun && !this.atomic) {
       await applyStructure(this.dst, manifest.entries, changes)
+      trace('target: prepare: structure applied')
       if (!isRoot) await this.makeDirsWritable(local)
     }
     // (--atomic with nothing to fetch makes no stage: an untouched tree stays `unchanged`)
@@ -166,7 +170,8 @@ export class TargetSession {
     if (staging) keep.add(this.stageDir)
     // only temp names the scan saw can be parts (the stage is not scanned: look there)
     const staleSet = new Set(stale.map(p => join(this.init.dst, p)))
-    for (const i of this.wanted) {
+    // (without --atomic, only temp names the scan saw can be parts: none seen, nothing to look for)
+    for (const i of this.atomic || staleSet.size > 0 ? this.wanted : []) {
       const e = manifest.entries[i]
       const part = partialPathFor(this.atomic ? join(this.stageDir, contentKey(e)) : join(this.init.dst, e.path), e)
       if (!this.atomic && !staleSet.has(part)) continue
