@@ -82,6 +82,8 @@ function sh(cmd: string, args: string[]): string {
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   installSignalHandlers();
+  // one exit hook per sshd and per running child (each removed when it ends): more than the default 10 at N = 8
+  process.setMaxListeners(64);
   const avail = NetLab.available();
   if (!avail.ok) {
     process.stderr.write(`bench: cannot run: network namespaces unavailable (${avail.reason}). The benchmark needs root, iproute2 and tc.\n`);

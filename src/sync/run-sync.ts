@@ -112,17 +112,20 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     const again = cut
     cut = []
     onEvent({ type: 'warning', message: `re-attaching ${again.length} target(s) whose transfer was cut: ${again.map(t => t.report.peer).join(', ')}` })
-    const carried = new Map(again.map(t => [t, { files: t.report.files, bytes: t.report.bytes, changes: { created: t.report.created, deleted: t.report.deleted, updated: t.report.updated } }]))
-    for (const t of again) { t.link = undefined; t.report.error = undefined; t.report.status = 'failed' }
-    rounds.push(runRound(ctx, again, randomBytes(16).toString('hex'), onCut).then(() => {
-      for (const t of again) {
-        const before = carried.get(t)!
-        t.report.files += before.files
-        t.report.bytes += before.bytes
-        if (!isAtomic(task)) Object.assign(t.report, before.changes) // the first round applied the structure
-        if (t.report.status === 'unchanged') t.report.status = 'ok'
+    for (const t of again) {
+      // what the cut round did counts in the end (added once, after every round: see below)
+      t.carried = {
+        files: (t.carried?.files ?? 0) + t.report.files,
+        bytes: (t.carried?.bytes ?? 0) + t.report.bytes,
+        changes: t.carried?.changes ?? { created: t.report.created, deleted: t.report.deleted, updated: t.report.updated }
       }
-    }))
+      t.link = undefined
+      t.report.error = undefined
+      t.report.status = 'failed'
+      t.report.files = 0
+      t.report.bytes = 0
+    }
+    rounds.push(runRound(ctx, again, randomBytes(16).toString('hex'), onCut))
   }
   const onCut = (t: TargetState): boolean => {
     const left = retriesLeft.get(t) ?? 0
@@ -141,6 +144,14 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
 
   const switched = isAtomic(task) ? await switchAll(ctx, targets) : undefined
+  for (const t of targets) {
+    if (t.carried == null) continue
+    t.report.files += t.carried.files
+    t.report.bytes += t.carried.bytes
+    // without --atomic the first round applied the structure: its counts are the changes
+    if (!isAtomic(task)) Object.assign(t.report, t.carried.changes)
+    if (t.report.status === 'unchanged') t.report.status = 'ok'
+  }
   // hashes computed while sending: the next run need not read those files again
   await hashCache?.save(task.src).catch(() => {})
 
@@ -173,6 +184,8 @@ interface TargetState {
   staged?: boolean
   /** files of needs.have whose content equals the source's: metadata only (plan.same) */
   same?: number[]
+  /** re-attached: what the cut rounds completed (files, bytes) and the first round's changes */
+  carried?: { files: number, bytes: number, changes: { created: number, deleted: number, updated: number } }
 }
 
 const isAtomic = (task: SyncTask): boolean => task.atomic === true && !task.dryRun
