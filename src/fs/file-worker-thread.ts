@@ -1,13 +1,15 @@
 /**
  * The file worker thread (see file-worker.ts): creates, writes and renames small files
- * with synchronous calls, off the daemon's main thread. File creation is the costliest
+ * with synchronous calls, off the daemon's main thread, and hashes small files for a scan. File creation is the costliest
  * step of a tree of small files (tens of µs each in the kernel); here it overlaps with
  * the main thread's decryption, framing and hashing.
  */
 import { execFile } from 'node:child_process'
+import { hash as hashOnce } from 'node:crypto'
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import type { CreateJob, WorkerReply, WorkerRequest, WorkerResult } from './file-worker.js'
+import { readSmallFileSync } from './read-small.js'
 
 function failure (err: unknown): WorkerResult {
   const e = err as NodeJS.ErrnoException
@@ -47,7 +49,15 @@ async function syncFileSystems (paths: string[]): Promise<void> {
   })
 }
 
+function hashSmall (path: string, size: number): WorkerResult {
+  const content = readSmallFileSync(path, size)
+  if (!(content instanceof Error)) return { hash: hashOnce('sha256', content, 'hex') }
+  const code = (content as NodeJS.ErrnoException).code
+  return code != null ? failure(content) : { changed: true }
+}
+
 async function handle (req: WorkerRequest): Promise<WorkerReply> {
+  if (req.op === 'hash') return { id: req.id, results: req.items.map(([path, size]) => hashSmall(path, size)) }
   if (req.op === 'create') {
     const data = new Uint8Array(req.data)
     return { id: req.id, results: req.jobs.map(job => create(job, data)) }

@@ -3,7 +3,7 @@ import { SHARE_ENV, Worker } from 'node:worker_threads'
 /**
  * One worker thread per process that does the system calls of small files (create, write,
  * metadata, close; syncfs and rename), so the main thread can go on decrypting and
- * verifying the next ones. Requests are batched: the data of many files travels in one
+ * verifying the next ones; a source's scan also hashes part of its small files there. Requests are batched: the data of many files travels in one
  * transferred buffer. Started on first use; it does not keep the process alive when idle.
  */
 
@@ -25,9 +25,14 @@ export type WorkerRequest =
   | { id: number, op: 'create', jobs: CreateJob[], data: ArrayBuffer }
   /** syncPaths: one path per file system for `sync -f`; null: fsync each file instead */
   | { id: number, op: 'commit', syncPaths: string[] | null, items: Array<[temp: string, final: string]> }
+  /** SHA-256 of small files (read whole, O_NOFOLLOW), for a scan: [path, expected size] */
+  | { id: number, op: 'hash', items: Array<[path: string, size: number]> }
 
-/** Per file: its device (create), nothing (rename done), or the error. */
-export interface WorkerResult { dev?: number, error?: string, code?: string }
+/**
+ * Per file: its device (create), nothing (rename done), its hash (hash), or the error;
+ * `changed`: the file no longer has the expected size (hash it the ordinary way).
+ */
+export interface WorkerResult { dev?: number, hash?: string, error?: string, code?: string, changed?: boolean }
 export interface WorkerReply { id: number, results: WorkerResult[], syncfsUnsupported?: boolean, fatal?: string }
 
 let worker: Worker | undefined

@@ -4,6 +4,10 @@ import { join } from 'node:path'
 import { comparePaths } from './paths.js'
 import { manifestDigest } from './digest.js'
 import { hashFile, type HashCache } from './hash.js'
+import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
+import { fileWorker, workerError } from '../fs/file-worker.js'
+import { hash as hashOnce } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import type { Entry, Manifest, RootMeta } from './types.js'
 import { splitNs, type SplitTime } from './time.js'
 import type { BigIntStats } from 'node:fs'
@@ -137,26 +141,77 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
   return { root: rootM, entries: kept, digest: opts.digest === false ? '' : manifestDigest(rootM, kept) }
 }
 
+/** Small files hashed per chunk (between two turns of the event loop, or per request to the file worker). */
+const HASH_CHUNK = 256
+/** With at least this many small files to hash (and more than one core), the file worker hashes some of them. */
+const WORKER_HASH_MIN = 2048
+
 /** Fill in `hash` for the given file entries, using the cache where it knows the file. Returns the entries left for deferred hashing. */
 export async function hashEntries (root: string, files: Entry[], opts: Pick<ScanOptions, 'hashCache' | 'onWarning' | 'signal' | 'hashConcurrency' | 'deferHashMin'>): Promise<Set<Entry>> {
   const deferred = new Set<Entry>()
   const cache = await opts.hashCache
+  const small: Entry[] = []
+  const other: Entry[] = []
+  for (const e of files) {
+    const cached = cache?.lookup(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0)
+    if (cached != null) { e.hash = cached; continue }
+    if (opts.deferHashMin != null && e.size >= opts.deferHashMin) { deferred.add(e); continue }
+    if (e.size <= SYNC_READ_MAX) small.push(e)
+    else other.push(e)
+  }
+  const hashed = (e: Entry, hash: string): void => {
+    e.hash = hash
+    cache?.store?.(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, hash)
+  }
+  const unreadable = (e: Entry, err: NodeJS.ErrnoException): void => {
+    opts.signal?.throwIfAborted()
+    opts.onWarning?.(`cannot read ${e.path}: ${err.code ?? err.message}`)
+  }
+
+  // Small files, read whole with synchronous calls, chunk by chunk; with many of them the
+  // file worker thread takes chunks too, so a second core hashes while this one does.
+  // A file whose size changed since its lstat joins the others (hashed as it is now).
   let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < files.length) {
-      const e = files[next++]
-      const cached = cache?.lookup(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0)
-      if (cached != null) { e.hash = cached; continue }
-      if (opts.deferHashMin != null && e.size >= opts.deferHashMin) { deferred.add(e); continue }
+  const chunk = (): Entry[] => small.slice(next, (next += HASH_CHUNK))
+  const here = async (): Promise<void> => {
+    for (let c = chunk(); c.length > 0; c = chunk()) {
+      for (const e of c) {
+        const content = readSmallFileSync(join(root, e.path), e.size)
+        if (!(content instanceof Error)) hashed(e, hashOnce('sha256', content, 'hex'))
+        else if ((content as NodeJS.ErrnoException).code != null) unreadable(e, content)
+        else other.push(e)
+      }
+      // a turn of the event loop: the worker's answers, heartbeats, sessions opening
+      await new Promise(resolve => setImmediate(resolve))
+      opts.signal?.throwIfAborted()
+    }
+  }
+  const inWorker = async (): Promise<void> => {
+    for (let c = chunk(); c.length > 0; c = chunk()) {
+      const reply = await fileWorker({ op: 'hash', items: c.map(e => [join(root, e.path), e.size]) })
+      c.forEach((e, i) => {
+        const r = reply.results[i]
+        if (r?.hash != null) hashed(e, r.hash)
+        else if (r?.error != null) unreadable(e, workerError(r))
+        else other.push(e)
+      })
+    }
+  }
+  const useWorker = small.length >= WORKER_HASH_MIN && availableParallelism() > 1
+  await Promise.all([here(), useWorker ? inWorker() : undefined])
+
+  // larger files: streamed, several at once
+  let k = 0
+  const streamer = async (): Promise<void> => {
+    while (k < other.length) {
+      const e = other[k++]
       try {
-        e.hash = await hashFile(join(root, e.path), opts.signal, e.size)
-        cache?.store?.(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, e.hash)
-      } catch (err: any) {
-        opts.signal?.throwIfAborted()
-        opts.onWarning?.(`cannot read ${e.path}: ${err.code ?? err.message}`)
+        hashed(e, await hashFile(join(root, e.path), opts.signal, e.size))
+      } catch (err) {
+        unreadable(e, err as NodeJS.ErrnoException)
       }
     }
   }
-  await Promise.all(Array.from({ length: Math.max(1, opts.hashConcurrency ?? 8) }, worker))
+  await Promise.all(Array.from({ length: Math.max(1, opts.hashConcurrency ?? 8) }, streamer))
   return deferred
 }

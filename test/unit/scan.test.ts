@@ -255,3 +255,31 @@ describe('scanTree', () => {
     assert.doesNotThrow(() => checkManifestShape(m.entries))
   })
 })
+
+describe('hashEntries with many small files (the file worker hashes some)', () => {
+  test('every hash right; a vanished file is a warning; a file that changed size is hashed as it is now', async () => {
+    const dir = await freshDir('many-small')
+    const n = 2600 // above the worker threshold
+    const content = (i: number): string => `file ${i} `.repeat(1 + (i % 7))
+    await Promise.all(Array.from({ length: 26 }, async (_, d) => {
+      await fsp.mkdir(join(dir, `d${d}`))
+      for (let i = d * 100; i < (d + 1) * 100 && i < n; i++) await fsp.writeFile(join(dir, `d${d}`, `f${i}`), content(i))
+    }))
+    const files: Entry[] = (await scanTree(dir, { hash: false, digest: false })).entries.filter(e => e.type === 'file')
+    assert.equal(files.length, n)
+    // between the scan and the hashing: one file vanishes, one grows
+    const gone = files.find(e => e.path === 'd3/f300')!
+    const grown = files.find(e => e.path === 'd25/f2599')!
+    await fsp.rm(join(dir, gone.path))
+    await fsp.appendFile(join(dir, grown.path), 'more')
+    const warnings: string[] = []
+    const { hashEntries } = await import('../../src/manifest/scan.js')
+    await hashEntries(dir, files, { onWarning: (m) => { warnings.push(m) } })
+    for (const e of files) {
+      if (e === gone) { assert.equal(e.hash, undefined); continue }
+      const i = Number(e.path.slice(e.path.lastIndexOf('f') + 1))
+      assert.equal(e.hash, sha(content(i) + (e === grown ? 'more' : '')), e.path)
+    }
+    assert.deepEqual(warnings, ['cannot read d3/f300: ENOENT'])
+  })
+})
