@@ -1,5 +1,6 @@
 import { createHash, hash as hashOnce, type Hash } from 'node:crypto'
 import type { Entry } from '../manifest/types.js'
+import { trace } from '../trace.js'
 import { AtomicFileWriter, HashMismatchError } from '../fs/atomic-writer.js'
 import { SMALL_FILE_MAX, SmallFileBatch } from '../fs/small-file-batch.js'
 import { DestinationRoot } from '../fs/safe-path.js'
@@ -170,9 +171,11 @@ export class FileSink {
   async end (): Promise<SinkResult> {
     if (this.current != null) throw this.violation(`END while ${this.current.entry.path} is incomplete`)
     if (this.next !== this.files.length) throw this.violation(`END after ${this.next} of ${this.files.length} files`)
+    trace(`target: END received; ${this.durable.size} small files not yet durable, ${this.inFlight.size} large in flight`)
     await Promise.all(this.inFlight)
     await this.batch.flush()
     await Promise.all(this.durable)
+    trace('target: every file durable')
     return this.result
   }
 
