@@ -16,6 +16,12 @@ export const MAX_ENTRIES = 1_000_000
 export const PLAN_TIMEOUT_MS = 30 * 60_000
 /** A target sends a heartbeat this often while it works, so the source can tell stalled from busy. */
 export const HEARTBEAT_MS = 2000
+/**
+ * A target's scan starts at `open`, the manifest comes after the source's scan. The known-tree
+ * shortcut is taken only within this long of the open (the target's check is at most this old),
+ * and a target whose scan began longer ago than this before the manifest scans again.
+ */
+export const SCAN_MAX_AGE_MS = 10_000
 /** Dialing a target and opening the stream. */
 export const DIAL_TIMEOUT_MS = 15_000
 /** No message from a target (or from a relay parent) for this long = stalled. */

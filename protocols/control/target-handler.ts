@@ -11,7 +11,7 @@ import { scanDestination, TargetSession, type LocalScan } from '../../src/sync/t
 import { recordFor, scanFingerprint, type ScannedTree, type TreeRecordStore } from '../../src/sync/tree-record.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
 import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.js'
-import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION } from './consts.js'
+import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { SourceInbox } from './source-inbox.js'
 import { EntriesMsg, ManifestEndMsg, ManifestOrHeartbeatMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
 import type { z } from 'zod/v3'
@@ -123,9 +123,14 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const dst = await checkDestination(open.dst, opts.allowedRoots)
     opts.sessions.lockDestination(dst, open.session)
     locked = { dst, id: open.session }
-    // the destination is scanned while the manifest arrives
-    const localScan = scanDestination(dst, opts.log)
+    // the destination is scanned while the source scans its tree
+    const scanStarted = Date.now()
+    let localScan = scanDestination(dst, opts.log)
     localScan.then(() => { trace('target: local scan done') }, () => {})
+    // from here to the result the source may wait on this target (its scan, its work): heartbeats
+    heartbeat = setInterval(() => {
+      writeJson(fs, { type: 'heartbeat', files: session?.progress.files ?? 0, bytes: session?.progress.bytes ?? 0 }).catch(() => {})
+    }, HEARTBEAT_MS)
     // the tree may be what the last session left: say so, and the source may skip the manifest
     const announced = announceTree(fs, dst, open, localScan, opts.trees)
     announced.catch(() => {})
@@ -139,6 +144,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     if (start.type === 'manifest-known') {
       if (await announced.catch(() => undefined) !== start.digest) throw new ControlRefusal('bad-manifest', 'manifest-known for a tree this target did not announce')
       await serveKnownTree(fs, start.digest, open, opts)
+      clearInterval(heartbeat)
       opts.sessions.unlock(locked.dst, locked.id)
       locked = undefined
       await writeJson(fs, { type: 'result', status: 'unchanged', files: 0, bytes: 0, changes: { created: 0, deleted: 0, updated: 0 }, received: 0, resumed: 0, receipt: open.dryRun || opts.sign == null ? undefined : await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest: start.digest }) })
@@ -148,6 +154,11 @@ export async function handleControlStream (stream: Stream, connection: Connectio
       return
     }
     trace('target: manifest starts')
+    // the source scanned for long: what this scan saw may have changed since
+    if (Date.now() - scanStarted > SCAN_MAX_AGE_MS) {
+      localScan = scanDestination(dst, opts.log)
+      localScan.catch(() => {})
+    }
     if (start.entryCount > MAX_ENTRIES) throw new ControlRefusal('too-large', `manifest of ${start.entryCount} entries exceeds the limit of ${MAX_ENTRIES}`)
     const entries: Entry[] = []
     while (entries.length < start.entryCount) {
@@ -171,10 +182,6 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     opts.sessions.add(session)
     const s = session
     session.onChildFailed = (peer, error) => { writeJson(fs, { type: 'child-failed', peer, error: error.slice(0, 4000) }).catch(() => {}) }
-    heartbeat = setInterval(() => {
-      writeJson(fs, { type: 'heartbeat', files: s.progress.files, bytes: s.progress.bytes }).catch(() => {})
-    }, HEARTBEAT_MS)
-
     const needs = await session.prepare()
     trace('target: prepared')
     await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, resume: needs.resume, have: needs.have.length > 0 ? needs.have : undefined, changes: session.counts })

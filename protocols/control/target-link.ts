@@ -6,7 +6,7 @@ import { FramedStream } from '../framing/framed-stream.js'
 import { dialPeer } from '../../src/node/dial.js'
 import { readJson, writeJson, ProtocolError } from '../framing/json.js'
 import type { Manifest } from '../../src/manifest/types.js'
-import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, HEARTBEAT_MS, MAX_CONTROL_FRAME, PROTOCOL_VERSION } from './consts.js'
+import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, HEARTBEAT_MS, MAX_CONTROL_FRAME, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { TargetMsg, fromEntry, fromRoot, type Counts } from './messages.js'
 
 export class RemoteError extends Error {
@@ -67,19 +67,29 @@ export class TargetLink {
   async sendOpen (opts: SessionOptions): Promise<void> {
     await writeJson(this.fs, { type: 'open', version: PROTOCOL_VERSION, session: opts.session, dst: opts.dst, delete: opts.delete, dryRun: opts.dryRun, compress: opts.compress, atomic: opts.atomic === true ? true : undefined }, AbortSignal.timeout(this.stallMs))
     this.beat ??= setInterval(() => { writeJson(this.fs, { type: 'heartbeat' }).catch(() => {}) }, HEARTBEAT_MS)
+    this.openedAt = Date.now()
   }
+
+  private openedAt = 0
 
   /**
    * Sends the manifest, or only `manifest-known` when `allowKnown` and the target has
    * announced that its tree is this manifest's. Returns true in that case.
    */
   async sendManifest (manifest: Manifest, allowKnown = false): Promise<boolean> {
-    clearInterval(this.beat)
-    this.beat = undefined
-    // the target's first word: the tree its last session left there, if any
-    const { digest } = await this.next('tree')
-    // that very tree: the target's check (the end of its scan) decides
-    if (digest === manifest.digest && (await this.next('tree-check')).same && allowKnown) {
+    let known: boolean
+    try {
+      // (heartbeats go on while this end waits) the target's first word: the tree its last
+      // session left there, if any; if it is this very tree, the target's check decides
+      const { digest } = await this.next('tree')
+      known = allowKnown && digest === manifest.digest && (await this.next('tree-check')).same &&
+        // the check is no older than the open: not taken after a long scan here
+        Date.now() - this.openedAt <= SCAN_MAX_AGE_MS
+    } finally {
+      clearInterval(this.beat)
+      this.beat = undefined
+    }
+    if (known) {
       await writeJson(this.fs, { type: 'manifest-known', digest: manifest.digest }, AbortSignal.timeout(this.stallMs))
       return true
     }

@@ -27,7 +27,9 @@ function create (job: CreateJob, data: Uint8Array): WorkerResult {
     if (job.chmod != null) fchmodSync(fd, job.chmod)
     futimesSync(fd, new Date(), job.mtime)
     const dev = fstatSync(fd).dev
-    closeSync(fd)
+    const done = fd
+    fd = undefined // never closed twice (a descriptor number is reused at once, by any thread)
+    closeSync(done)
     return { dev }
   } catch (err) {
     if (fd != null) try { closeSync(fd) } catch {}

@@ -21,7 +21,7 @@ export interface TreeRecord { digest: string, fingerprint: string, exact: boolea
 
 /** Where a daemon keeps its tree records: one per destination. */
 export interface TreeRecordStore {
-  /** the record of `dst`, once any record being made for it is written */
+  /** the record of `dst`; one still being made is waited for briefly, then taken as none */
   get: (dst: string) => Promise<TreeRecord | undefined>
   /** make the record in the background (`compute` may rescan); undefined: keep the old one */
   putLater: (dst: string, compute: () => Promise<TreeRecord | undefined>) => void
@@ -33,10 +33,12 @@ export interface ScannedTree { root: RootMeta, entries: readonly Entry[] }
 export function scanFingerprint (tree: ScannedTree): string {
   const h = createHash('sha256')
   const r = tree.root
-  // NUL never occurs in a path or a link target, and every other field is a number or a fixed word
+  // paths and link targets are length-prefixed (they may hold any character but NUL); every
+  // other field is a number or a fixed word
   let text = `${r.mode}\0${r.mtime}\0${r.mtimeNsec}\0${r.uid ?? -1}\0${r.gid ?? -1}\n`
   for (const e of tree.entries) {
-    text += `${e.path}\0${e.type}\0${e.mode}\0${e.size}\0${e.mtime}\0${e.mtimeNsec}\0${e.uid ?? -1}\0${e.gid ?? -1}\0${e.ino ?? -1}\0${e.target ?? ''}\n`
+    const target = e.target ?? ''
+    text += `${e.path.length}:${e.path}\0${e.type}\0${e.mode}\0${e.size}\0${e.mtime}\0${e.mtimeNsec}\0${e.uid ?? -1}\0${e.gid ?? -1}\0${e.ino ?? -1}\0${target.length}:${target}\n`
     if (text.length >= 64 * 1024) { h.update(text); text = '' }
   }
   h.update(text)
@@ -59,6 +61,8 @@ export function recordFor (manifest: Manifest, tree: ScannedTree, owners: boolea
 }
 
 const FORMAT = 1
+/** How long a session waits for the record its destination's previous session is still making. */
+const RECORD_WAIT_MS = 1000
 
 /** Tree records as files <home>/trees/<sha256 of dst>.json, replaced atomically. */
 export class FileTreeRecords implements TreeRecordStore {
@@ -72,7 +76,12 @@ export class FileTreeRecords implements TreeRecordStore {
   }
 
   async get (dst: string): Promise<TreeRecord | undefined> {
-    await this.writing.get(dst)
+    // a record still being made (a rescan after a large session) is waited for only briefly
+    const pending = this.writing.get(dst)
+    if (pending != null) {
+      const written = await Promise.race([pending.then(() => true), new Promise<boolean>(resolve => setTimeout(() => { resolve(false) }, RECORD_WAIT_MS).unref())])
+      if (!written) return undefined
+    }
     try {
       const doc = JSON.parse(await readFile(this.fileFor(dst), 'utf8'))
       if (doc.format !== FORMAT || doc.dst !== dst) return undefined

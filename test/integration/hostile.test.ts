@@ -17,7 +17,7 @@ import type { Libp2p, Stream } from '@libp2p/interface';
 import { multiaddr } from '@multiformats/multiaddr';
 import * as varint from 'uint8-varint';
 import { z } from 'zod/v3';
-import { CONTROL_PROTOCOL, MAX_CONTROL_FRAME } from '../../protocols/control/consts.js';
+import { CONTROL_PROTOCOL, MAX_CONTROL_FRAME, SCAN_MAX_AGE_MS } from '../../protocols/control/consts.js';
 import { toEntry, toRoot, type WireEntry } from '../../protocols/control/messages.js';
 import { FramedStream } from '../../protocols/framing/framed-stream.js';
 import { readJson, writeJson } from '../../protocols/framing/json.js';
@@ -1103,6 +1103,40 @@ describe('hostile input', () => {
     t.diagnostic(`lock: ${l}`);
     assertAlive(victim);
     await assertNothingOutside('silent streams');
+  });
+
+  test('8b. a manifest long after the open (a slow source scan): the destination is scanned again', { timeout: 120_000 }, async (t) => {
+    const why = skipReason();
+    if (why) return t.skip(why);
+    const dstName = 'dst-late-manifest';
+    const dst = lab.hostPath('victim', dstName);
+    victimAllowedTop.add(dstName);
+    await writeTree(dst, { 'old.txt': 'old\n' });
+    const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
+    try {
+      const [open, start] = splitOpen(openMsg(lab.common(dstName), 0, { delete: true, dryRun: true }));
+      await writeJson(fs, open);
+      const first = await next(fs, 5_000, ['heartbeat']);
+      assert.ok(first.kind === 'message' && first.msg.type === 'tree' && first.msg.digest === null, `expected tree null first, got ${show(first)}`);
+      // after the target's scan, the destination changes while the source is still "scanning"
+      // (its heartbeats keep the session: longer than the stall timeout, longer than SCAN_MAX_AGE_MS)
+      await new Promise((r) => setTimeout(r, 1_000));
+      await fsp.writeFile(path.join(dst, 'new.txt'), 'new\n');
+      const until = Date.now() + SCAN_MAX_AGE_MS + 1_000;
+      while (Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 1_500));
+        await writeJson(fs, { type: 'heartbeat' });
+      }
+      await writeJson(fs, start);
+      await writeJson(fs, { type: 'manifest-end', digest: digestOf([]) });
+      const n = await next(fs, 10_000);
+      assert.ok(n.kind === 'message' && n.msg.type === 'needs', `expected needs, got ${show(n)}`);
+      // both files: the scan the diff used is newer than the change
+      assert.equal(n.msg.changes.deleted, 2, `the diff used a scan older than the manifest: ${show(n)}`);
+    } finally {
+      drop(stream);
+    }
+    assertAlive(victim);
   });
 
   test('9. afterwards a normal sync to the attacked daemons and a fresh one succeeds', { timeout: 180_000 }, async (t) => {
