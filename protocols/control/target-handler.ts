@@ -96,6 +96,12 @@ async function announceTree (fs: FramedStream, dst: string, open: z.infer<typeof
   return same ? rec.digest : undefined
 }
 
+/** After the result: close this side, and let the source read to the end and hang up first (closing early can lose data). */
+async function endAfterResult (fs: FramedStream, inbox: SourceInbox): Promise<void> {
+  await fs.closeWrite()
+  await Promise.race([inbox.done, new Promise(resolve => setTimeout(resolve, 10_000).unref())])
+}
+
 /** The source's manifest is the tree here: nothing to do but confirm it (needs, plan, ready). */
 async function serveKnownTree (fs: FramedStream, digest: string, open: z.infer<typeof OpenMsg>, opts: TargetHandlerOptions): Promise<void> {
   await writeJson(fs, { type: 'needs', files: [], bytes: 0, changes: { created: 0, deleted: 0, updated: 0 } })
@@ -148,9 +154,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
       opts.sessions.unlock(locked.dst, locked.id)
       locked = undefined
       await writeJson(fs, { type: 'result', status: 'unchanged', files: 0, bytes: 0, changes: { created: 0, deleted: 0, updated: 0 }, received: 0, resumed: 0, receipt: open.dryRun || opts.sign == null ? undefined : await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest: start.digest }) })
-      await fs.closeWrite()
-      const inbox = new SourceInbox(fs, () => 'no hash is due: the tree is known', () => {}, () => {})
-      await Promise.race([inbox.done, new Promise(resolve => setTimeout(resolve, 10_000).unref())])
+      await endAfterResult(fs, new SourceInbox(fs, () => 'no hash is due: the tree is known', () => {}, () => {}))
       return
     }
     trace('target: manifest starts')
@@ -231,9 +235,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
       // nothing changed: the first scan is the tree; else scan again (after the result: off the critical path)
       if (hashed != null) opts.trees.putLater(dst, async () => recordFor(hashed, outcome.status === 'unchanged' ? toScanned(await localScan) : toScanned(await scanDestination(dst)), isRoot))
     }
-    await fs.closeWrite()
-    // let the source read to the end and hang up first (closing early can lose data)
-    await Promise.race([inbox.done, new Promise(resolve => setTimeout(resolve, 10_000).unref())])
+    await endAfterResult(fs, inbox)
   } catch (err) {
     const e = err as Error
     const code = e instanceof ControlRefusal ? e.code : (e.name === 'DestinationBusyError' ? 'busy' : 'failed')
