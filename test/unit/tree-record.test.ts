@@ -97,3 +97,24 @@ test('records persist per destination; unreadable or foreign records are ignored
     await rm(home, { recursive: true, force: true })
   }
 })
+
+test('a record still being made is waited for briefly, then taken as none', async () => {
+  const home = await mkdtemp(join(tmpdir(), 'gs-trees-'))
+  try {
+    const store = new FileTreeRecords(join(home, 'trees'))
+    const rec = { digest: 'd'.repeat(64), fingerprint: 'e'.repeat(64), exact: true }
+    let finish!: () => void
+    store.putLater('/dst', async () => { await new Promise<void>(resolve => { finish = resolve }); return rec })
+    const t0 = Date.now()
+    // (the store's timer does not hold a process open; a daemon's event loop is alive anyway)
+    const alive = setInterval(() => {}, 100)
+    const got = await store.get('/dst').finally(() => { clearInterval(alive) })
+    assert.equal(got, undefined, 'a session does not wait for a long rescan')
+    const waited = Date.now() - t0
+    assert.ok(waited >= 900 && waited < 5000, `waited ${waited} ms`)
+    finish()
+    assert.deepEqual(await store.get('/dst'), rec)
+  } finally {
+    await rm(home, { recursive: true, force: true })
+  }
+})
