@@ -2,6 +2,9 @@ import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import type { Stream } from '@libp2p/interface'
 
+/** Pieces of a write smaller than this are copied into one buffer (see writeFrames). */
+const COALESCE_BELOW = 16 * 1024
+
 /**
  * Length-prefixed frames (unsigned varint length, then the bytes: the same framing as
  * it-length-prefixed) over a libp2p v3 stream, with bounded reads.
@@ -145,13 +148,34 @@ export class FramedStream {
 
   /** Write several frames with one send: one muxer frame and one encryption instead of many. */
   async writeFrames (frames: Uint8Array[][], signal?: AbortSignal): Promise<void> {
+    // Pieces below COALESCE_BELOW are copied together: the muxer and Noise handle a list
+    // piece by piece (one cipher update per piece), and a batch of small files is mostly
+    // tiny pieces (length prefixes, headers, file bodies). Large pieces go by reference.
     const list = new Uint8ArrayList()
+    let small: Uint8Array[] = []
+    let smallLen = 0
+    const flushSmall = (): void => {
+      if (smallLen === 0) return
+      list.append(small.length === 1 ? small[0] : Buffer.concat(small, smallLen))
+      small = []
+      smallLen = 0
+    }
+    const add = (p: Uint8Array): void => {
+      if (p.byteLength >= COALESCE_BELOW) {
+        flushSmall()
+        list.append(p)
+      } else if (p.byteLength > 0) {
+        small.push(p)
+        smallLen += p.byteLength
+      }
+    }
     for (const parts of frames) {
       let len = 0
       for (const p of parts) len += p.byteLength
-      list.append(varint.encode(len))
-      for (const p of parts) list.append(p)
+      add(varint.encode(len))
+      for (const p of parts) add(p)
     }
+    flushSmall()
     if (this.stream.status !== 'open' || this.stream.writeStatus !== 'writable') {
       throw this.error ?? new StreamClosedError('stream is closed for writing')
     }
