@@ -5,11 +5,10 @@
  * the main thread's decryption, framing and hashing.
  */
 import { execFile } from 'node:child_process'
-import { hash as hashOnce } from 'node:crypto'
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
 import type { CreateJob, WorkerReply, WorkerRequest, WorkerResult } from './file-worker.js'
-import { readSmallFileSync } from './read-small.js'
+import { hashSmallFileSync } from './read-small.js'
 
 function failure (err: unknown): WorkerResult {
   const e = err as NodeJS.ErrnoException
@@ -52,10 +51,8 @@ async function syncFileSystems (paths: string[]): Promise<void> {
 }
 
 function hashSmall (path: string, size: number): WorkerResult {
-  const content = readSmallFileSync(path, size)
-  if (!(content instanceof Error)) return { hash: hashOnce('sha256', content, 'hex') }
-  const code = (content as NodeJS.ErrnoException).code
-  return code != null ? failure(content) : { changed: true }
+  const h = hashSmallFileSync(path, size)
+  return typeof h === 'string' ? { hash: h } : h != null ? failure(h) : { changed: true }
 }
 
 async function handle (req: WorkerRequest): Promise<WorkerReply> {

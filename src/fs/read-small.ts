@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto'
 import { closeSync, constants, openSync, readSync } from 'node:fs'
 
 /**
@@ -25,4 +26,14 @@ export function readSmallFileSync (path: string, size: number): Buffer | Error {
   } finally {
     if (fd != null) closeSync(fd)
   }
+}
+
+/**
+ * SHA-256 (hex) of a small file read whole; its error (with a code) if it cannot be read;
+ * undefined if its size is no longer `size` (hash it the streaming way, as it is now).
+ */
+export function hashSmallFileSync (path: string, size: number): string | NodeJS.ErrnoException | undefined {
+  const content = readSmallFileSync(path, size)
+  if (!(content instanceof Error)) return hash('sha256', content, 'hex')
+  return (content as NodeJS.ErrnoException).code != null ? content : undefined
 }

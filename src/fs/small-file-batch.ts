@@ -17,9 +17,9 @@ interface Waiting { temp: string, final: string, dev: number, resolve: () => voi
 interface Outgoing { job: CreateJob, data: Uint8Array[], created: (dev: number) => void, failed: (err: Error) => void }
 
 /**
- * Small files, already verified against their hash in memory, written with synchronous
- * calls (a few µs each, against tens of µs per call through the thread pool) under a temp
- * name in their final directory. They are renamed into place in batches, each after one
+ * Small files, already verified against their hash in memory, written by the file worker
+ * thread (synchronous calls there, off the main thread) under a temp name in their final
+ * directory. They are renamed into place in batches, each after one
  * syncfs of the file systems involved: the same guarantee as fsync-then-rename per file
  * (no file is visible before its data is durable), at one journal commit per batch
  * instead of one per file. Without `sync -f`, each file of the batch is fsynced instead.

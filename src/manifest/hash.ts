@@ -1,7 +1,7 @@
-import { createHash, hash as hashOnce } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
-import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
+import { hashSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 
 /** Read buffer for hashing: large reads keep syscall overhead negligible. */
 const HASH_READ_SIZE = 1 << 20
@@ -9,10 +9,10 @@ const HASH_READ_SIZE = 1 << 20
 /** Hex SHA-256 of a file's content. SHA-256 uses the CPU's SHA extensions: faster than md5 here. */
 export async function hashFile (path: string, signal?: AbortSignal, sizeHint?: number): Promise<string> {
   if (sizeHint != null && sizeHint <= SYNC_READ_MAX) {
-    const content = readSmallFileSync(path, sizeHint)
+    const h = hashSmallFileSync(path, sizeHint)
+    if (typeof h === 'string') return h
+    if (h != null) throw h
     // a size other than the hint: the file changed; hash what is there the slow way
-    if (!(content instanceof Error)) return hashOnce('sha256', content, 'hex')
-    if ((content as NodeJS.ErrnoException).code != null) throw content
   }
   // never through a symlink: a file replaced by a link after the scan is not read
   const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)

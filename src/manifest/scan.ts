@@ -4,9 +4,8 @@ import { join } from 'node:path'
 import { comparePaths } from './paths.js'
 import { manifestDigest } from './digest.js'
 import { hashFile, type HashCache } from './hash.js'
-import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
+import { hashSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 import { fileWorker, workerError } from '../fs/file-worker.js'
-import { hash as hashOnce } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import type { Entry, Manifest, RootMeta } from './types.js'
 import { splitNs, type SplitTime } from './time.js'
@@ -108,10 +107,7 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
       }
       // one literal with every field, in one order: all entries share a hidden class, which
       // keeps every later pass over them (digest, diff, wire encoding) fast
-      const ns = st.mtimeNs
-      let mtime = Number(ns / 1_000_000_000n)
-      let mtimeNsec = Number(ns % 1_000_000_000n)
-      if (mtimeNsec < 0) { mtimeNsec += 1e9; mtime -= 1 }
+      const { mtime, mtimeNsec } = timeOf(st)
       const mode = Number(st.mode) & 0o7777
       const uid = Number(st.uid)
       const gid = Number(st.gid)
@@ -176,9 +172,9 @@ export async function hashEntries (root: string, files: Entry[], opts: Pick<Scan
   const here = async (): Promise<void> => {
     for (let c = chunk(); c.length > 0; c = chunk()) {
       for (const e of c) {
-        const content = readSmallFileSync(join(root, e.path), e.size)
-        if (!(content instanceof Error)) hashed(e, hashOnce('sha256', content, 'hex'))
-        else if ((content as NodeJS.ErrnoException).code != null) unreadable(e, content)
+        const h = hashSmallFileSync(join(root, e.path), e.size)
+        if (typeof h === 'string') hashed(e, h)
+        else if (h != null) unreadable(e, h)
         else other.push(e)
       }
       // a turn of the event loop: the worker's answers, heartbeats, sessions opening
