@@ -1,4 +1,7 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --min-semi-space-size=16
+// The flag keeps V8's young generation at 16 MB even after idle periods; from a small one, the
+// buffers of a transfer are promoted and every ~1 MB of old-space growth costs a full GC
+// (docs/PERFORMANCE.md, "V8 young generation"). Launchers that call node themselves read it here.
 import '../src/polyfill.js'
 import { cac } from 'cac'
 import { EXIT, UsageError } from './exit-codes.js'

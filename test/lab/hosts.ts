@@ -24,6 +24,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash } from 'node:crypto';
 import { once } from 'node:events';
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { createServer, type Socket } from 'node:net';
 import * as os from 'node:os';
@@ -39,6 +40,12 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 /** The built CLI (override with GOSYNC_CLI, e.g. to try the lab with a stub). */
 export const CLI_PATH = process.env.GOSYNC_CLI ?? path.join(REPO_ROOT, 'dist', 'cli', 'gosync.js');
+/** The node flags of the CLI's `#!/usr/bin/env -S node FLAGS` line: daemons here run as `gosync` would. */
+export const NODE_FLAGS: string[] = (() => {
+  const first = fs.readFileSync(CLI_PATH, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!.*\bnode((?:\s+--\S+)*)\s*$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
+})();
 
 export interface TargetReport {
   peer: string;
@@ -213,7 +220,7 @@ export function quoteArgs(args: string[]): string {
 /** `node dist/cli/gosync.js ...args [--home DIR]` with a timeout (SIGKILL, `timedOut: true`). */
 export async function runCli(args: string[], opts: CliOptions = {}): Promise<CliResult> {
   const full = [...args, ...(opts.home !== undefined ? ['--home', opts.home] : [])];
-  const cmd = [...(opts.wrap ?? []), process.execPath, CLI_PATH, ...full];
+  const cmd = [...(opts.wrap ?? []), process.execPath, ...NODE_FLAGS, CLI_PATH, ...full];
   const command = `gosync ${quoteArgs(full)}`;
   const started = performance.now();
   const child = spawn(cmd[0]!, cmd.slice(1), {
@@ -458,7 +465,7 @@ export class Lab {
     if (!opts.mdns) args.push('--no-mdns');
     for (const p of opts.trust ?? []) args.push('--trust', p);
     args.push(...(opts.extraArgs ?? []));
-    const node = [process.execPath, CLI_PATH, ...args];
+    const node = [process.execPath, ...NODE_FLAGS, CLI_PATH, ...args];
     const cmd = [
       ...pdeathsigPrefix(),
       ...(opts.wrap ?? []),
