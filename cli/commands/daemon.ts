@@ -25,7 +25,7 @@ export async function daemonCommand (a: DaemonArgs): Promise<number> {
   })
   const log = (msg: string): void => { process.stderr.write(`gosync: ${msg}\n`) }
   if (a.trustAll) log('WARNING: --trust-all: any peer that can reach this daemon may write to it. Use only in a closed lab.')
-  if (!process.execArgv.some(f => f.startsWith('--min-semi-space-size'))) log('note: node was started without --min-semi-space-size=16 (the gosync command passes it): transfers may spend up to a third more CPU in garbage collection')
+  if (!process.execArgv.some(f => f.startsWith('--initial-old-space-size'))) log('note: node was started without --initial-old-space-size=64 (the gosync command passes it): transfers may spend a third more CPU in garbage collection')
   if (a.allowRoot.length === 0) log('note: no --allow-root given: trusted peers may write to any absolute path this user can write')
   const daemon = new Daemon({
     home: resolveHome(a.home),

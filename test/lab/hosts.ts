@@ -40,8 +40,13 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 /** The built CLI (override with GOSYNC_CLI, e.g. to try the lab with a stub). */
 export const CLI_PATH = process.env.GOSYNC_CLI ?? path.join(REPO_ROOT, 'dist', 'cli', 'gosync.js');
-/** The node flags of the CLI's `#!/usr/bin/env -S node FLAGS` line: daemons here run as `gosync` would. */
+/**
+ * The node flags of the CLI's `#!/usr/bin/env -S node FLAGS` line: daemons here run as `gosync`
+ * would. GOSYNC_NODE_FLAGS replaces them (space-separated; empty for none), for comparisons.
+ */
 export const NODE_FLAGS: string[] = (() => {
+  const override = process.env.GOSYNC_NODE_FLAGS;
+  if (override !== undefined) return override.split(/\s+/).filter(Boolean);
   const first = fs.readFileSync(CLI_PATH, 'utf8').split('\n', 1)[0] ?? '';
   const m = /^#!.*\bnode((?:\s+--\S+)*)\s*$/.exec(first);
   return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
