@@ -161,11 +161,11 @@ function daemonNodePid(pid: number): number | undefined {
   } catch {
     return undefined;
   }
+  const script = argv.findIndex((a) => a.endsWith('gosync.js')); // node flags may come first
   if (
-    argv.length >= 3 &&
+    script >= 1 &&
     path.basename(argv[0]!).startsWith('node') &&
-    argv[1]!.endsWith('gosync.js') &&
-    argv[2] === 'daemon'
+    argv[script + 1] === 'daemon'
   ) {
     return pid;
   }
