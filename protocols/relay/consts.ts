@@ -1,6 +1,10 @@
 export const RELAY_PROTOCOL = '/gosync/relay/1'
-/** Payload of one DATA frame. ≥ 64 KiB keeps per-frame cost (noise, muxer, syscalls) small. */
-export const DEFAULT_FRAME_BYTES = 1024 * 1024
+/**
+ * Payload of one DATA frame: the measured best of 128 KiB – 1 MiB (docs/PERFORMANCE.md, "Frame size").
+ * Smaller frames cost more per byte (noise, muxer, syscalls); larger ones keep more memory in flight
+ * and lengthen a chain's fill (one frame time per hop).
+ */
+export const DEFAULT_FRAME_BYTES = 512 * 1024
 export const MIN_FRAME_BYTES = 16 * 1024
 export const MAX_FRAME_BYTES = 4 * 1024 * 1024
 /** Bytes a parent may have in flight to one child before it waits for credit. Bounds every node's memory. */
