@@ -1,9 +1,9 @@
-#!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=4
+#!/usr/bin/env -S node --initial-old-space-size=64 --max-semi-space-size=2
 // V8 heap sizing for a daemon that moves data (docs/PERFORMANCE.md, "V8 heap sizing"):
 // - without the first flag V8 sizes the old generation to the ~15 MB a daemon keeps, and in
 //   about half of all transfers (always after an idle spell) runs a full GC for every ~1 MB
 //   promoted: ~90 per GiB on each side, a third more CPU;
-// - the second keeps the young generation small: 10-13 MB less peak RSS, same speed.
+// - the second keeps the young generation small: 10-15 MB less peak RSS, same speed.
 // Launchers that call node themselves read the flags from this line.
 import '../src/polyfill.js'
 import { cac } from 'cac'

@@ -42,7 +42,7 @@ describe('node flags of the daemon', () => {
     const first = fs.readFileSync(CLI_PATH, 'utf8').split('\n', 1)[0];
     assert.match(first!, /^#!\/usr\/bin\/env -S node /);
     assert.ok(NODE_FLAGS.includes('--initial-old-space-size=64'), `NODE_FLAGS = ${JSON.stringify(NODE_FLAGS)}`);
-    assert.ok(NODE_FLAGS.includes('--max-semi-space-size=4'), `NODE_FLAGS = ${JSON.stringify(NODE_FLAGS)}`);
+    assert.ok(NODE_FLAGS.includes('--max-semi-space-size=2'), `NODE_FLAGS = ${JSON.stringify(NODE_FLAGS)}`);
   });
 
   test('run as a command, node gets the flags and the daemon says nothing about them', { skip: process.platform !== 'linux' && 'needs /proc' }, async () => {
