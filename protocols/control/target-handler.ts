@@ -66,10 +66,6 @@ async function checkDestination (dst: string, roots: string[]): Promise<string> 
   }
 }
 
-/**
- * Inbound /gosync/control/1 on a target: trust check, manifest, diff and apply, needs,
- * plan, then the result. See docs/PROTOCOLS.md for the state machine.
- */
 const isRoot = process.getuid?.() === 0
 
 function toScanned (scan: LocalScan): ScannedTree {
@@ -111,6 +107,10 @@ async function serveKnownTree (fs: FramedStream, digest: string, open: z.infer<t
   opts.log(`session ${open.session}: ${open.dst} is already the source's tree ${digest.slice(0, 16)}…`)
 }
 
+/**
+ * Inbound /gosync/control/1 on a target: trust check, manifest, diff and apply, needs,
+ * plan, then the result. See docs/PROTOCOLS.md for the state machine.
+ */
 export async function handleControlStream (stream: Stream, connection: Connection, opts: TargetHandlerOptions): Promise<void> {
   const fs = new FramedStream(stream, { maxFrameBytes: MAX_CONTROL_FRAME })
   const remote = connection.remotePeer.toString()

@@ -168,9 +168,9 @@ export class TargetSession {
     // parts of files an interrupted session kept: resume those this session needs, remove the rest
     const keep = new Set<string>()
     if (staging) keep.add(this.stageDir)
-    // only temp names the scan saw can be parts (the stage is not scanned: look there)
+    // without --atomic only temp names the scan saw can be parts (none seen: nothing to look
+    // for); with it, parts are in the stage, which is not scanned: look there
     const staleSet = new Set(stale.map(p => join(this.init.dst, p)))
-    // (without --atomic, only temp names the scan saw can be parts: none seen, nothing to look for)
     for (const i of this.atomic || staleSet.size > 0 ? this.wanted : []) {
       const e = manifest.entries[i]
       const part = partialPathFor(this.atomic ? join(this.stageDir, contentKey(e)) : join(this.init.dst, e.path), e)
@@ -204,8 +204,8 @@ export class TargetSession {
     if (same.length === 0) return
     const c = this.changes!
     const drop = new Set(same)
-    for (const i of drop) this.sameAsSource.add(i)
     for (const i of drop) if (!this.have.has(i)) throw new Error(`plan.same names entry ${i}, which this target did not offer`)
+    for (const i of drop) this.sameAsSource.add(i)
     this.wanted = this.wanted.filter(i => !drop.has(i))
     c.fetch = c.fetch.filter(i => !drop.has(i))
     c.meta = [...c.meta, ...drop].sort((a, b) => a - b)

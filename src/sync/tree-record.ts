@@ -93,10 +93,6 @@ export class FileTreeRecords implements TreeRecordStore {
     }
   }
 
-  async put (dst: string, record: TreeRecord): Promise<void> {
-    await this.inTurn(dst, async () => { await this.write(dst, record) })
-  }
-
   /** Record the tree in the background once `compute` has it (a later get waits for it). */
   putLater (dst: string, compute: () => Promise<TreeRecord | undefined>): void {
     void this.inTurn(dst, async () => {

@@ -77,7 +77,8 @@ test('records persist per destination; unreadable or foreign records are ignored
     const a = new FileTreeRecords(dirPath)
     const rec = { digest: 'a'.repeat(64), fingerprint: 'b'.repeat(64), exact: true }
     assert.equal(await a.get('/dst'), undefined)
-    await a.put('/dst', rec)
+    a.putLater('/dst', async () => rec)
+    await a.get('/dst') // waits for the record being written
     const b = new FileTreeRecords(dirPath)
     assert.deepEqual(await b.get('/dst'), rec)
     assert.equal(await b.get('/other'), undefined)
