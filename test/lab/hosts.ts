@@ -40,17 +40,26 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 /** The built CLI (override with GOSYNC_CLI, e.g. to try the lab with a stub). */
 export const CLI_PATH = process.env.GOSYNC_CLI ?? path.join(REPO_ROOT, 'dist', 'cli', 'gosync.js');
+/** The CLI's first line: `#!/usr/bin/env -S [-u VAR]... node FLAGS`. */
+const SHEBANG = /^#!\S*env -S((?:\s+-u\s+\w+)*)\s+node((?:\s+--\S+)*)\s*$/.exec(fs.readFileSync(CLI_PATH, 'utf8').split('\n', 1)[0] ?? '');
 /**
- * The node flags of the CLI's `#!/usr/bin/env -S node FLAGS` line: daemons here run as `gosync`
- * would. GOSYNC_NODE_FLAGS replaces them (space-separated; empty for none), for comparisons.
+ * The node flags of the CLI's first line: daemons here run as `gosync` would. GOSYNC_NODE_FLAGS
+ * replaces them (space-separated; empty for none), for comparisons.
  */
 export const NODE_FLAGS: string[] = (() => {
   const override = process.env.GOSYNC_NODE_FLAGS;
   if (override !== undefined) return override.split(/\s+/).filter(Boolean);
-  const first = fs.readFileSync(CLI_PATH, 'utf8').split('\n', 1)[0] ?? '';
-  const m = /^#!.*\bnode((?:\s+--\S+)*)\s*$/.exec(first);
-  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
+  return SHEBANG ? SHEBANG[2]!.trim().split(/\s+/).filter(Boolean) : [];
 })();
+/** The variables the CLI's first line removes (`env -u`) before node starts. */
+export const UNSET_ENV: string[] = SHEBANG ? [...SHEBANG[1]!.matchAll(/-u\s+(\w+)/g)].map((m) => m[1]!) : [];
+
+/** `env` as the CLI's first line would pass it on to node. */
+export function cliEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const v of UNSET_ENV) delete out[v];
+  return out;
+}
 
 export interface TargetReport {
   peer: string;
@@ -230,7 +239,7 @@ export async function runCli(args: string[], opts: CliOptions = {}): Promise<Cli
   const started = performance.now();
   const child = spawn(cmd[0]!, cmd.slice(1), {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: opts.env ?? process.env,
+    env: cliEnv(opts.env),
     cwd: opts.cwd,
   });
   track(child);
@@ -481,7 +490,7 @@ export class Lab {
     ];
     const command = `gosync ${quoteArgs(args)}`;
 
-    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: this.env });
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv(this.env) });
     track(child);
     const exited = exitPromise(child);
     let stderr = '';
