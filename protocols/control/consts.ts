@@ -3,8 +3,10 @@ export const CONTROL_PROTOCOL = '/gosync/control/1'
  * 2: --atomic (staged/switch), deferred hashes (hash, needs.have, plan.same), receipts.
  * 3: `open` is sent before the source's scan (the target scans its tree meanwhile); the
  *    manifest starts with its own `manifest` message; source heartbeats in between.
+ * 4: relay data may carry FILES frames (runs of whole small files); a version-3 child would
+ *    take them for a protocol violation, so a version-3 target is refused at `open`.
  */
-export const PROTOCOL_VERSION = 3
+export const PROTOCOL_VERSION = 4
 
 /** One control frame: an entries batch is ~0.5 MiB; a needs list of MAX_ENTRIES indices stays below (≤ 8 bytes each). */
 export const MAX_CONTROL_FRAME = 16 * 1024 * 1024

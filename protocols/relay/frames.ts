@@ -8,14 +8,25 @@ import { z } from 'zod/v3'
  *   DATAZ  0x03 bytes                        the same, deflate-raw compressed (-z)
  *   SKIP   0x04 u32 fileIndex, utf8 reason   the source cannot provide this file
  *   END    0x05                              every file of the class was sent
+ *   FILES  0x06 { u32 fileIndex, u32 length, bytes }…  whole small files, each from offset 0
+ * (FILES: protocol version 4; one frame carries a run of small files that BEGIN + DATA would
+ * take two frames each for: per-frame work dominated trees of small files.)
  */
-export const enum FrameKind { Begin = 1, Data = 2, DataZ = 3, Skip = 4, End = 5 }
+export const enum FrameKind { Begin = 1, Data = 2, DataZ = 3, Skip = 4, End = 5, Files = 6 }
+
+/** Largest file a FILES record may carry (a bigger file goes as BEGIN + DATA). */
+export const FILES_RECORD_MAX = 64 * 1024
+export const FILES_RECORD_HEADER_BYTES = 8
 
 export type DataFrame =
   | { kind: FrameKind.Begin, index: number, offset: number }
   | { kind: FrameKind.Data | FrameKind.DataZ, data: Uint8Array }
   | { kind: FrameKind.Skip, index: number, reason: string }
   | { kind: FrameKind.End }
+  | { kind: FrameKind.Files, files: WholeFile[] }
+
+/** One record of a FILES frame. */
+export interface WholeFile { index: number, data: Uint8Array }
 
 export class BadFrameError extends Error {
   override name = 'BadFrameError'
@@ -40,6 +51,32 @@ export function encodeSkip (index: number, reason: string): Uint8Array {
   return b
 }
 export const END_FRAME = Uint8Array.of(FrameKind.End)
+export const FILES_HEADER = Uint8Array.of(FrameKind.Files)
+/** The 8 bytes before a FILES record's content. */
+export function encodeFileRecordHeader (index: number, length: number): Uint8Array {
+  const b = new Uint8Array(FILES_RECORD_HEADER_BYTES)
+  const v = new DataView(b.buffer)
+  v.setUint32(0, index)
+  v.setUint32(4, length)
+  return b
+}
+
+function decodeFiles (b: Uint8Array, v: DataView): WholeFile[] {
+  const files: WholeFile[] = []
+  let at = 1
+  while (at < b.byteLength) {
+    if (b.byteLength - at < FILES_RECORD_HEADER_BYTES) throw new BadFrameError('FILES frame ends inside a record header')
+    const index = v.getUint32(at)
+    const length = v.getUint32(at + 4)
+    at += FILES_RECORD_HEADER_BYTES
+    if (length > FILES_RECORD_MAX) throw new BadFrameError(`FILES record of ${length} bytes (at most ${FILES_RECORD_MAX})`)
+    if (b.byteLength - at < length) throw new BadFrameError('FILES frame ends inside a record')
+    files.push({ index, data: b.subarray(at, at + length) })
+    at += length
+  }
+  if (files.length === 0) throw new BadFrameError('FILES frame without a record')
+  return files
+}
 
 export function decodeFrame (b: Uint8Array): DataFrame {
   if (b.byteLength < 1) throw new BadFrameError('empty frame')
@@ -56,6 +93,8 @@ export function decodeFrame (b: Uint8Array): DataFrame {
       return { kind: FrameKind.Skip, index: v.getUint32(1), reason: new TextDecoder().decode(b.subarray(5)) }
     case FrameKind.End:
       return { kind: FrameKind.End }
+    case FrameKind.Files:
+      return { kind: FrameKind.Files, files: decodeFiles(b, v) }
     default:
       throw new BadFrameError(`unknown frame kind ${b[0]}`)
   }

@@ -57,6 +57,8 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
         // compressed bytes and a window of tiny frames could otherwise inflate without bound
         case FrameKind.DataZ: await sink.data(await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })); return { done: Promise.resolve() }
         case FrameKind.Skip: await sink.skip(f.index, f.reason); return { done: Promise.resolve() }
+        // whole small files are stored once held in memory, as after BEGIN + DATA
+        case FrameKind.Files: await sink.wholeFiles(f.files); return { done: Promise.resolve() }
         default: return { done: Promise.resolve() }
       }
     }

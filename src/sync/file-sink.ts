@@ -5,8 +5,11 @@ import { AtomicFileWriter, HashMismatchError } from '../fs/atomic-writer.js'
 import { SMALL_FILE_MAX, SmallFileBatch } from '../fs/small-file-batch.js'
 import { DestinationRoot } from '../fs/safe-path.js'
 
-/** Where file `index` of the manifest is written: its final path, or (--atomic) a stage path. */
-export type FilePlacer = (index: number, entry: Entry) => Promise<string>
+/**
+ * Where file `index` of the manifest is written: its final path, or (--atomic) a stage path.
+ * A plain string when known at once (the usual case: its directory was checked already).
+ */
+export type FilePlacer = (index: number, entry: Entry) => string | Promise<string>
 
 /**
  * Files being written at once (opened and not yet committed). File system calls cost
@@ -44,7 +47,7 @@ interface OpenFile {
   /** resolves to the writer, or undefined if it could not be created */
   writer: Promise<AtomicFileWriter | undefined>
   /** a small file: its bytes, kept in memory until verified, then written by the SmallFileBatch */
-  small?: { path: Promise<string | undefined>, chunks: Uint8Array[] }
+  small?: { chunks: Uint8Array[] }
   received: number
   /** where this session started the file (a resumed part) */
   offset: number
@@ -78,7 +81,7 @@ export class FileSink {
   private readonly place: FilePlacer
 
   constructor (dst: DestinationRoot | FilePlacer, private readonly entries: readonly Entry[], private readonly files: readonly number[], private readonly offsets: ReadonlyMap<number, number> = new Map(), private readonly expected: ExpectedHash = async (_i, e) => e.hash) {
-    this.place = dst instanceof DestinationRoot ? async (_i, e) => await dst.resolve(e.path) : dst
+    this.place = dst instanceof DestinationRoot ? (_i, e) => dst.resolveFast(e.path) : dst
   }
 
   get filesDone (): number { return this.result.files }
@@ -95,15 +98,15 @@ export class FileSink {
     this.next++
     const entry = this.entries[index]
     if (entry.size <= SMALL_FILE_MAX && offset === 0) {
-      while (this.smallHeld >= SMALL_HELD_MAX && this.durable.size > 0) await new Promise<void>(resolve => { this.heldWaiters.push(resolve) })
-      const path = this.place(index, entry).catch((err: Error) => { this.fail(entry, err); return undefined })
-      const file: OpenFile = { index, entry, writer: Promise.resolve(undefined), small: { path, chunks: [] }, received: 0, offset: 0, writes: [], failed: false }
+      await this.heldBelowMax()
+      const file: OpenFile = { index, entry, writer: Promise.resolve(undefined), small: { chunks: [] }, received: 0, offset: 0, writes: [], failed: false }
       this.current = file
       if (entry.size === 0) this.complete(file)
       return
     }
     const hash = createHash('sha256')
-    const writer = this.place(index, entry)
+    // (a path refused by place() fails this file only, as a rejection)
+    const writer = new Promise<string>(resolve => { resolve(this.place(index, entry)) })
       .then(async abs => offset > 0
         ? await AtomicFileWriter.resume(abs, entry, offset, (chunk) => { hash.update(chunk) })
         : await AtomicFileWriter.create(abs, entry))
@@ -150,6 +153,31 @@ export class FileSink {
     file.writes.push(written)
     if (file.received === file.entry.size) this.complete(file)
     await written
+  }
+
+  /**
+   * Whole small files from one FILES frame, in order: each is taken as BEGIN + DATA would
+   * take it, without a promise per step. Settles when the held small-file bytes allow the
+   * next frame.
+   */
+  async wholeFiles (files: ReadonlyArray<{ index: number, data: Uint8Array }>): Promise<void> {
+    for (const { index, data } of files) {
+      if (this.current != null) throw this.violation(`FILES record ${index} before file ${this.current.entry.path} was complete`)
+      if (this.next >= this.files.length || this.files[this.next] !== index) throw this.violation(`unexpected file index ${index}`)
+      if ((this.offsets.get(index) ?? 0) !== 0) throw this.violation(`file index ${index} came whole, but this target asked for it from offset ${this.offsets.get(index) ?? 0}`)
+      const entry = this.entries[index]
+      if (data.byteLength !== entry.size) throw this.violation(`${entry.path}: FILES record of ${data.byteLength} bytes, but the file has ${entry.size}`)
+      if (entry.size > SMALL_FILE_MAX) throw this.violation(`${entry.path}: ${entry.size} bytes is too large for a FILES record`)
+      this.next++
+      this.received += data.byteLength
+      this.storeSmall(index, entry, [data])
+    }
+    await this.heldBelowMax()
+  }
+
+  /** Waits while the small files held in memory reach SMALL_HELD_MAX. */
+  private async heldBelowMax (): Promise<void> {
+    while (this.smallHeld >= SMALL_HELD_MAX && this.durable.size > 0) await new Promise<void>(resolve => { this.heldWaiters.push(resolve) })
   }
 
   async skip (index: number, reason: string): Promise<void> {
@@ -200,31 +228,7 @@ export class FileSink {
   private complete (file: OpenFile): void {
     this.current = undefined
     if (file.small != null) {
-      const { path, chunks } = file.small
-      this.smallHeld += file.entry.size
-      let held = true
-      const release = (): void => {
-        if (!held) return
-        held = false
-        this.smallHeld -= file.entry.size
-        if (this.smallHeld < SMALL_HELD_MAX && this.heldWaiters.length > 0) {
-          const waiters = this.heldWaiters
-          this.heldWaiters = []
-          for (const w of waiters) w()
-        }
-        chunks.length = 0
-      }
-      const d: Promise<void> = path.then(async (abs) => {
-        if (abs == null || file.failed) return
-        const digest = digestOf(chunks)
-        const want = await this.expected(file.index, file.entry)
-        if (want == null || digest !== want) throw new HashMismatchError(`${file.entry.path}: SHA-256 ${digest} does not match the source's`)
-        // the bytes are held until the worker has them in a temp file; settles when the batch is durable
-        await this.batch.write(abs, file.entry, chunks, release)
-        this.result.files++
-        this.result.bytes += file.entry.size
-      }).catch((err: Error) => { this.fail(file.entry, err) }).finally(() => { release(); this.durable.delete(d) })
-      this.durable.add(d)
+      this.storeSmall(file.index, file.entry, file.small.chunks)
       return
     }
     const p: Promise<void> = file.writer.then(async (w) => {
@@ -241,6 +245,45 @@ export class FileSink {
       }
     }).finally(() => { this.inFlight.delete(p) })
     this.inFlight.add(p)
+  }
+
+  /**
+   * A complete small file: verify its bytes in memory, then hand them to the SmallFileBatch.
+   * Synchronous up to the hand-over when its path and hash are known (the usual case).
+   */
+  private storeSmall (index: number, entry: Entry, chunks: Uint8Array[]): void {
+    this.smallHeld += entry.size
+    let held = true
+    const release = (): void => {
+      if (!held) return
+      held = false
+      this.smallHeld -= entry.size
+      if (this.smallHeld < SMALL_HELD_MAX && this.heldWaiters.length > 0) {
+        const waiters = this.heldWaiters
+        this.heldWaiters = []
+        for (const w of waiters) w()
+      }
+      chunks.length = 0
+    }
+    const store = async (abs: string, want: string | undefined): Promise<void> => {
+      const digest = digestOf(chunks)
+      if (want == null || digest !== want) throw new HashMismatchError(`${entry.path}: SHA-256 ${digest} does not match the source's`)
+      // the bytes are held until the worker has them in a temp file; settles when the batch is durable
+      await this.batch.write(abs, entry, chunks, release)
+      this.result.files++
+      this.result.bytes += entry.size
+    }
+    let d: Promise<void>
+    try {
+      const placed = this.place(index, entry)
+      d = typeof placed === 'string' && entry.hash != null
+        ? store(placed, entry.hash)
+        : Promise.resolve(placed).then(async (abs) => { await store(abs, await this.expected(index, entry)) })
+    } catch (err) {
+      d = Promise.reject(err)
+    }
+    d = d.catch((err: Error) => { this.fail(entry, err) }).finally(() => { release(); this.durable.delete(d) })
+    this.durable.add(d)
   }
 
   /** A frame out of order: the parent cannot be trusted with the open file, so it is not kept as a part. */

@@ -6,7 +6,7 @@ import { promisify } from 'node:util'
 import { deflateRaw } from 'node:zlib'
 import type { Libp2p } from '@libp2p/interface'
 import { ChildLink, type ChildTarget } from '../../protocols/relay/child-link.js'
-import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip } from '../../protocols/relay/frames.js'
+import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeFileRecordHeader, encodeSkip, FILES_HEADER, FILES_RECORD_HEADER_BYTES, FILES_RECORD_MAX } from '../../protocols/relay/frames.js'
 import type { Entry } from '../manifest/types.js'
 import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 
@@ -78,13 +78,25 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
   let batch: Uint8Array[][] = []
   let batchBytes = 0
   const flush = async (): Promise<void> => {
+    closeFiles()
     if (batch.length === 0) return
     const frames = batch
     batch = []
     batchBytes = 0
     await Promise.all(links.map(async l => { await l.send(frames) }))
   }
+  // whole small files go out as records of one FILES frame of up to frameBytes
+  let filesFrame: Uint8Array[] = []
+  let filesBytes = 0
+  const closeFiles = (): void => {
+    if (filesFrame.length === 0) return
+    batch.push(filesFrame)
+    batchBytes += filesBytes
+    filesFrame = []
+    filesBytes = 0
+  }
   const sendAll = async (parts: Uint8Array[]): Promise<void> => {
+    closeFiles()
     batch.push(parts)
     for (const p of parts) batchBytes += p.byteLength
     if (batchBytes >= opts.frameBytes) await flush()
@@ -119,8 +131,18 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
         await sendAll([encodeSkip(index, (content as NodeJS.ErrnoException).code ?? content.message)])
         continue
       }
-      await sendAll([encodeBegin(index, 0)])
-      if (e.size > 0) await sendData(content)
+      if (opts.compress || e.size > FILES_RECORD_MAX) {
+        await sendAll([encodeBegin(index, 0)])
+        if (e.size > 0) await sendData(content)
+      } else {
+        if (filesFrame.length > 0 && filesBytes + FILES_RECORD_HEADER_BYTES + e.size > opts.frameBytes) {
+          closeFiles()
+          if (batchBytes >= opts.frameBytes) await flush()
+        }
+        if (filesFrame.length === 0) { filesFrame.push(FILES_HEADER); filesBytes = FILES_HEADER.byteLength }
+        filesFrame.push(encodeFileRecordHeader(index, e.size), content)
+        filesBytes += FILES_RECORD_HEADER_BYTES + e.size
+      }
       if (e.hash == null) opts.onFileHash?.(index, hashOnce('sha256', content, 'hex'))
       continue
     }

@@ -119,8 +119,8 @@ export class TargetSession {
   private get stageDir (): string { return join(this.init.dst, STAGE_DIR) }
 
   /** Where the relay writes file `index`: its final path, or its place in the stage. */
-  readonly placeFile = async (_index: number, e: Entry): Promise<string> =>
-    this.atomic ? join(this.stageDir, contentKey(e)) : await this.dst.resolve(e.path)
+  readonly placeFile = (_index: number, e: Entry): string | Promise<string> =>
+    this.atomic ? join(this.stageDir, contentKey(e)) : this.dst.resolveFast(e.path)
 
   /** Diff and (unless dry-run) apply dirs, symlinks, deletions and metadata fixes. Returns the files to fetch. */
   async prepare (signal?: AbortSignal): Promise<{ files: number[], bytes: number, resume: Array<[number, number]>, have: Array<[number, string]> }> {

@@ -22,7 +22,7 @@ import { toEntry, toRoot, type WireEntry } from '../../protocols/control/message
 import { FramedStream } from '../../protocols/framing/framed-stream.js';
 import { readJson, writeJson } from '../../protocols/framing/json.js';
 import { ACCEPT_TIMEOUT_MS, RELAY_PROTOCOL } from '../../protocols/relay/consts.js';
-import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, END_FRAME } from '../../protocols/relay/frames.js';
+import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeFileRecordHeader, encodeSkip, END_FRAME, FILES_HEADER } from '../../protocols/relay/frames.js';
 import { TASK_PROTOCOL } from '../../protocols/task/index.js';
 import { loadOrCreateKey, peerIdOf } from '../../src/identity/identity.js';
 import { manifestDigest } from '../../src/manifest/digest.js';
@@ -66,7 +66,7 @@ const digestOf = (entries: WireEntry[], root = ROOT) => manifestDigest(toRoot(ro
 
 const openMsg = (dst: string, entryCount: number, extra: Record<string, unknown> = {}) => ({
   type: 'open',
-  version: 3,
+  version: 4,
   session: newSession(),
   dst,
   delete: false,
@@ -941,6 +941,34 @@ describe('hostile input', () => {
         send: async (fs, _s, files) => fs.writeFrames([[encodeBegin(files[0]!, 2)]]),
         fatal: true,
         re: /offset/,
+      },
+      {
+        what: 'a FILES record that does not match the hash',
+        entries: [wfile('a.txt', 'aaaa\n')],
+        send: async (fs, _s, files) => fs.writeFrames([[FILES_HEADER, encodeFileRecordHeader(files[0]!, 5), Buffer.from('AAAA\n')], [END_FRAME]]),
+        fatal: false,
+        re: /a\.txt: SHA-256 .* does not match/,
+      },
+      {
+        what: 'a FILES record whose length is not the file size',
+        entries: [wfile('a.txt', 'aaaa\n')],
+        send: async (fs, _s, files) => fs.writeFrames([[FILES_HEADER, encodeFileRecordHeader(files[0]!, 3), Buffer.from('aaa')]]),
+        fatal: true,
+        re: /FILES record of 3 bytes, but the file has 5/,
+      },
+      {
+        what: 'a FILES record out of order',
+        entries: [wfile('a.txt', 'aaaa\n'), wfile('b.txt', 'bbbb\n')],
+        send: async (fs, _s, files) => fs.writeFrames([[FILES_HEADER, encodeFileRecordHeader(files[1]!, 5), Buffer.from('bbbb\n')]]),
+        fatal: true,
+        re: /unexpected file index/,
+      },
+      {
+        what: 'a FILES frame cut inside a record',
+        entries: [wfile('a.txt', 'aaaa\n')],
+        send: async (fs, _s, files) => fs.writeFrames([[FILES_HEADER, encodeFileRecordHeader(files[0]!, 5), Buffer.from('aa')]]),
+        fatal: true,
+        re: /FILES frame ends inside a record/,
       },
       {
         what: 'END with files missing',

@@ -1,7 +1,8 @@
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import {
-  encodeBegin, encodeSkip, decodeFrame, END_FRAME, DATA_HEADER, DATAZ_HEADER, FrameKind, BadFrameError, HelloMsg, ChildMsg
+  encodeBegin, encodeSkip, decodeFrame, END_FRAME, DATA_HEADER, DATAZ_HEADER, FrameKind, BadFrameError, HelloMsg, ChildMsg,
+  FILES_HEADER, FILES_RECORD_MAX, encodeFileRecordHeader
 } from '../../protocols/relay/frames.js'
 
 const concat = (...parts: Uint8Array[]): Uint8Array => {
@@ -55,11 +56,30 @@ describe('relay frames', () => {
     assert.equal((empty as { data: Uint8Array }).data.byteLength, 0)
   })
 
+  test('FILES round trip: records in order, empty files, big-endian headers', () => {
+    const a = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff)
+    const big = new Uint8Array(FILES_RECORD_MAX).fill(7)
+    const frame = concat(FILES_HEADER, encodeFileRecordHeader(3, 300), a, encodeFileRecordHeader(4, 0), encodeFileRecordHeader(0x01020304, FILES_RECORD_MAX), big)
+    assert.deepEqual([...encodeFileRecordHeader(0x01020304, 0x0a0b0c0d)], [1, 2, 3, 4, 10, 11, 12, 13])
+    for (const b of [frame, offsetCopy(frame)]) {
+      const f = decodeFrame(b)
+      assert.equal(f.kind, FrameKind.Files)
+      const files = (f as { files: Array<{ index: number, data: Uint8Array }> }).files
+      assert.deepEqual(files.map(x => [x.index, x.data.byteLength]), [[3, 300], [4, 0], [0x01020304, FILES_RECORD_MAX]])
+      assert.deepEqual(files[0].data, a)
+      assert.deepEqual(files[2].data, big)
+    }
+  })
+
   test('bad frames throw BadFrameError', () => {
     const bad: Array<[string, Uint8Array]> = [
       ['empty', new Uint8Array(0)],
       ['kind 0', Uint8Array.of(0)],
-      ['kind 6', Uint8Array.of(6, 1, 2)],
+      ['kind 7', Uint8Array.of(7, 1, 2)],
+      ['FILES without a record', FILES_HEADER],
+      ['FILES cut in a record header', concat(FILES_HEADER, encodeFileRecordHeader(1, 2).subarray(0, 6))],
+      ['FILES cut in a record', concat(FILES_HEADER, encodeFileRecordHeader(1, 4), Uint8Array.of(1, 2, 3))],
+      ['FILES record over the maximum', concat(FILES_HEADER, encodeFileRecordHeader(1, FILES_RECORD_MAX + 1), new Uint8Array(FILES_RECORD_MAX + 1))],
       ['kind 255', Uint8Array.of(255)],
       ['short BEGIN', encodeBegin(1, 2).subarray(0, 12)],
       ['BEGIN with only a kind', Uint8Array.of(FrameKind.Begin)],
