@@ -61,18 +61,49 @@ export function encodeFileRecordHeader (index: number, length: number): Uint8Arr
   return b
 }
 
-function decodeFiles (b: Uint8Array, v: DataView): WholeFile[] {
+/**
+ * The records of a FILES frame given as the chunks it arrived in (kind byte included): record
+ * contents that lie within one chunk are views of it, not copies; only one that spans chunks is copied.
+ */
+export function decodeFilesFrame (chunks: readonly Uint8Array[]): WholeFile[] {
   const files: WholeFile[] = []
-  let at = 1
-  while (at < b.byteLength) {
-    if (b.byteLength - at < FILES_RECORD_HEADER_BYTES) throw new BadFrameError('FILES frame ends inside a record header')
-    const index = v.getUint32(at)
-    const length = v.getUint32(at + 4)
-    at += FILES_RECORD_HEADER_BYTES
+  let c = 0 // current chunk
+  let at = 1 // position in it (after the kind byte, which is in the first non-empty chunk)
+  while (c < chunks.length && chunks[c].byteLength === 0) c++
+  if (c === chunks.length || chunks[c][0] !== FrameKind.Files) throw new BadFrameError('not a FILES frame')
+  /** the next `n` bytes, as a view when they lie in one chunk; undefined if the frame ends first */
+  const take = (n: number): Uint8Array | undefined => {
+    while (c < chunks.length && at === chunks[c].byteLength) { c++; at = 0 }
+    if (n === 0) return new Uint8Array(0)
+    if (c === chunks.length) return undefined
+    const chunk = chunks[c]
+    if (chunk.byteLength - at >= n) { at += n; return chunk.subarray(at - n, at) }
+    const out = new Uint8Array(n)
+    let got = 0
+    while (got < n) {
+      if (c === chunks.length) return undefined
+      const piece = chunks[c].subarray(at, at + Math.min(n - got, chunks[c].byteLength - at))
+      out.set(piece, got)
+      got += piece.byteLength
+      at += piece.byteLength
+      if (at === chunks[c].byteLength) { c++; at = 0 }
+    }
+    return out
+  }
+  const more = (): boolean => {
+    while (c < chunks.length && at === chunks[c].byteLength) { c++; at = 0 }
+    return c < chunks.length
+  }
+  while (more()) {
+    const h = take(FILES_RECORD_HEADER_BYTES)
+    if (h == null) throw new BadFrameError('FILES frame ends inside a record header')
+    const v = new DataView(h.buffer, h.byteOffset, FILES_RECORD_HEADER_BYTES)
+    const index = v.getUint32(0)
+    const length = v.getUint32(4)
     if (length > FILES_RECORD_MAX) throw new BadFrameError(`FILES record of ${length} bytes (at most ${FILES_RECORD_MAX})`)
-    if (b.byteLength - at < length) throw new BadFrameError('FILES frame ends inside a record')
-    files.push({ index, data: b.subarray(at, at + length) })
-    at += length
+    const data = take(length)
+    if (data == null) throw new BadFrameError('FILES frame ends inside a record')
+    files.push({ index, data })
   }
   if (files.length === 0) throw new BadFrameError('FILES frame without a record')
   return files
@@ -94,7 +125,7 @@ export function decodeFrame (b: Uint8Array): DataFrame {
     case FrameKind.End:
       return { kind: FrameKind.End }
     case FrameKind.Files:
-      return { kind: FrameKind.Files, files: decodeFiles(b, v) }
+      return { kind: FrameKind.Files, files: decodeFilesFrame([b]) }
     default:
       throw new BadFrameError(`unknown frame kind ${b[0]}`)
   }

@@ -12,7 +12,7 @@ import { WINDOW_BYTES } from './consts.js'
 const CREDIT_BATCH = 1024 * 1024
 /** ... or at the latest this long after the first byte owed. */
 const CREDIT_DELAY_MS = 5
-import { BadFrameError, decodeFrame, FrameKind, type DataFrame } from './frames.js'
+import { BadFrameError, decodeFilesFrame, decodeFrame, FrameKind, type DataFrame } from './frames.js'
 
 const inflate = promisify(inflateRaw)
 
@@ -102,7 +102,8 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       const kind = frame.get(0)
       const f: DataFrame = kind === FrameKind.Data || kind === FrameKind.DataZ
         ? { kind, data: new Uint8Array(0) }
-        : decodeFrame(frame.subarray())
+        // FILES: records stay views of the received chunks where they can
+        : kind === FrameKind.Files ? { kind, files: decodeFilesFrame(chunks) } : decodeFrame(frame.subarray())
       const payload = f.kind === FrameKind.Data || f.kind === FrameKind.DataZ ? [...frame.sublist(1)] : []
       const frameBytes = frame.byteLength
       if (f.kind === FrameKind.End) {

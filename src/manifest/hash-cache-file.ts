@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { HashCache } from './hash.js'
@@ -62,7 +62,7 @@ export class FileHashCache implements HashCache {
     // every row was looked up and found, none added: the file already says this
     if (this.stored === 0 && this.next.size === this.prev.size && this.hits === this.prev.size) return
     await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 })
-    const tmp = `${this.file}.${process.pid}.tmp`
+    const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
     await writeFile(tmp, JSON.stringify({ format: FORMAT, root, rows: Object.fromEntries(this.next) }), { mode: 0o600 })
     await rename(tmp, this.file)
   }

@@ -2,7 +2,7 @@ import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   encodeBegin, encodeSkip, decodeFrame, END_FRAME, DATA_HEADER, DATAZ_HEADER, FrameKind, BadFrameError, HelloMsg, ChildMsg,
-  FILES_HEADER, FILES_RECORD_MAX, encodeFileRecordHeader
+  FILES_HEADER, FILES_RECORD_MAX, encodeFileRecordHeader, decodeFilesFrame
 } from '../../protocols/relay/frames.js'
 
 const concat = (...parts: Uint8Array[]): Uint8Array => {
@@ -68,6 +68,27 @@ describe('relay frames', () => {
       assert.deepEqual(files.map(x => [x.index, x.data.byteLength]), [[3, 300], [4, 0], [0x01020304, FILES_RECORD_MAX]])
       assert.deepEqual(files[0].data, a)
       assert.deepEqual(files[2].data, big)
+    }
+  })
+
+  test('FILES from chunks: the same records wherever the chunks are cut; views where a record lies in one chunk', () => {
+    const recs = [[1, 5000], [2, 0], [3, 1], [4, 700], [5, FILES_RECORD_MAX]] as const
+    const parts: Uint8Array[] = [FILES_HEADER]
+    for (const [i, n] of recs) parts.push(encodeFileRecordHeader(i, n), Uint8Array.from({ length: n }, (_, k) => (k * 7 + i) & 0xff))
+    const whole = concat(...parts)
+    const want = decodeFrame(whole)
+    for (const cut of [1, 3, 8, 9, 64, 1000, 4096, whole.byteLength]) {
+      const chunks: Uint8Array[] = [new Uint8Array(0)]
+      for (let o = 0; o < whole.byteLength; o += cut) chunks.push(whole.subarray(o, o + cut), new Uint8Array(0))
+      assert.deepEqual({ kind: FrameKind.Files, files: decodeFilesFrame(chunks) }, want, `cut ${cut}`)
+    }
+    const one = decodeFilesFrame([whole])
+    assert.equal(one[0].data.buffer, whole.buffer, 'a record inside one chunk is a view, not a copy')
+    // records end at 1 + 8 + 5000 + (8: the empty one) and + (8 + 1): those cuts are whole frames
+    for (let cut = 1; cut < 40; cut++) {
+      if (cut === 8 || cut === 17) continue
+      const bad = whole.subarray(0, 1 + 8 + 5000 + cut)
+      assert.throws(() => decodeFilesFrame([bad.subarray(0, 7), bad.subarray(7)]), BadFrameError, `truncated after ${bad.byteLength}`)
     }
   })
 
