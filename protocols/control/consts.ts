@@ -30,3 +30,7 @@ export const DIAL_TIMEOUT_MS = 15_000
 export const DEFAULT_STALL_TIMEOUT_MS = 30_000
 /** Concurrent control sessions a daemon serves. */
 export const MAX_INBOUND_STREAMS = 32
+
+/** Deferred hashes per `hashes` message: at most this many are accepted, gosync sends at most HASHES_PER_SEND. */
+export const HASHES_PER_MESSAGE_MAX = 4096
+export const HASHES_PER_SEND = 1024

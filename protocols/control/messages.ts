@@ -1,5 +1,6 @@
 import { z } from 'zod/v3'
 import type { Entry, RootMeta } from '../../src/manifest/types.js'
+import { HASHES_PER_MESSAGE_MAX } from './consts.js'
 
 /**
  * Messages of /gosync/control/1, each one length-prefixed UTF-8 JSON frame with a
@@ -53,17 +54,19 @@ export const PlanMsg = z.object({
 })
 /** The SHA-256 of a file whose manifest entry has none (deferred), once the source has read it. */
 export const HashMsg = z.object({ type: z.literal('hash'), index: uint, hash: hex64 })
+/** Several deferred hashes at once, [index, SHA-256] pairs (gosync sends these: a small file's hash is deferred too). */
+export const HashesMsg = z.object({ type: z.literal('hashes'), hashes: z.array(z.tuple([uint, hex64])).min(1).max(HASHES_PER_MESSAGE_MAX) })
 /** --atomic: the source's verdict once every target has staged (or one failed) */
 export const SwitchMsg = z.object({ type: z.literal('switch'), go: z.boolean(), reason: z.string().max(4096).optional() })
 /** sent while the source scans (between open and manifest) and, --atomic, while a staged target waits for the verdict */
 export const SourceHeartbeatMsg = z.object({ type: z.literal('heartbeat') })
 /** What the source may send after the plan: hashes during the data phase, then (--atomic) heartbeats and the switch. */
-export const LateSourceMsg = z.discriminatedUnion('type', [HashMsg, SwitchMsg, SourceHeartbeatMsg])
+export const LateSourceMsg = z.discriminatedUnion('type', [HashMsg, HashesMsg, SwitchMsg, SourceHeartbeatMsg])
 /** Instead of the manifest: it is the one the target announced in `tree` (no entries follow). */
 export const ManifestKnownMsg = z.object({ type: z.literal('manifest-known'), digest: hex64 })
 /** What the target takes between open and the manifest. */
 export const ManifestOrHeartbeatMsg = z.discriminatedUnion('type', [ManifestMsg, ManifestKnownMsg, SourceHeartbeatMsg])
-export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, ManifestMsg, ManifestKnownMsg, EntriesMsg, ManifestEndMsg, PlanMsg, HashMsg, SwitchMsg, SourceHeartbeatMsg])
+export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, ManifestMsg, ManifestKnownMsg, EntriesMsg, ManifestEndMsg, PlanMsg, HashMsg, HashesMsg, SwitchMsg, SourceHeartbeatMsg])
 
 // target → source
 export const Counts = z.object({ created: uint, deleted: uint, updated: uint })

@@ -39,6 +39,11 @@ export class SourceInbox {
         if (m.type === 'hash') {
           const refused = onHash(m.index, m.hash)
           if (refused != null) throw new ProtocolError(refused)
+        } else if (m.type === 'hashes') {
+          for (const [index, hash] of m.hashes) {
+            const refused = onHash(index, hash)
+            if (refused != null) throw new ProtocolError(refused)
+          }
         } else if (m.type === 'switch') {
           this.verdict = { go: m.go, reason: m.reason }
         }

@@ -221,7 +221,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     }
     clearInterval(heartbeat)
     let receipt: Receipt | undefined
-    if (outcome.status !== 'failed' && !open.dryRun && opts.sign != null) receipt = await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest })
+    if (outcome.status !== 'failed' && !open.dryRun && opts.sign != null) receipt = await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest: session.receiptDigest() })
     // the destination is free before the source hears the result: it may start the next
     // session (a re-attach after a cut) at once, but not before this one's writes have stopped
     await session.receiverStopped()

@@ -6,7 +6,7 @@ import { FramedStream } from '../framing/framed-stream.js'
 import { dialPeer } from '../../src/node/dial.js'
 import { readJson, writeJson, ProtocolError } from '../framing/json.js'
 import type { Manifest } from '../../src/manifest/types.js'
-import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, HEARTBEAT_MS, MAX_CONTROL_FRAME, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
+import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, HASHES_PER_SEND, HEARTBEAT_MS, MAX_CONTROL_FRAME, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { TargetMsg, fromEntry, fromRoot, type Counts } from './messages.js'
 
 export class RemoteError extends Error {
@@ -151,9 +151,30 @@ export class TargetLink {
     return m
   }
 
-  /** The hash of a deferred file this target receives; fire and forget (a dead link shows elsewhere). */
+  private pendingHashes: Array<[number, string]> = []
+  private hashFlushQueued = false
+
+  /**
+   * The hash of a deferred file this target receives; fire and forget (a dead link shows
+   * elsewhere). Hashes go out in `hashes` messages: at once when HASHES_PER_SEND are
+   * waiting or on flushHashes(), else at the end of this event-loop turn.
+   */
   sendHash (index: number, hash: string): void {
-    writeJson(this.fs, { type: 'hash', index, hash }).catch(() => {})
+    this.pendingHashes.push([index, hash])
+    if (this.pendingHashes.length >= HASHES_PER_SEND) this.flushHashes()
+    else if (!this.hashFlushQueued) {
+      this.hashFlushQueued = true
+      setImmediate(() => { this.flushHashes() })
+    }
+  }
+
+  /** Send the hashes waiting now (before the data they are for, where the caller can). */
+  flushHashes (): void {
+    this.hashFlushQueued = false
+    if (this.pendingHashes.length === 0) return
+    const hashes = this.pendingHashes
+    this.pendingHashes = []
+    writeJson(this.fs, { type: 'hashes', hashes }).catch(() => {})
   }
 
   /** --atomic: the target has received (and verified) all it needs into its stage, or failed. */

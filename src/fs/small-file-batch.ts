@@ -13,8 +13,10 @@ const BATCH_DELAY_MS = 20
 const SEND_FILES = 256
 const SEND_BYTES = 1024 * 1024
 
-interface Waiting { temp: string, final: string, dev: number, resolve: () => void, reject: (err: unknown) => void }
-interface Outgoing { job: CreateJob, data: Uint8Array[], created: (dev: number) => void, failed: (err: Error) => void }
+/** Called once per file: without an error when it is at its final path. */
+export type FileDone = (err?: Error) => void
+interface Waiting { temp: string, final: string, done: FileDone }
+interface Outgoing { job: CreateJob, final: string, data: Uint8Array[], handedOver?: () => void, done: FileDone }
 
 /**
  * Small files, already verified against their hash in memory, written by the file worker
@@ -26,6 +28,8 @@ interface Outgoing { job: CreateJob, data: Uint8Array[], created: (dev: number) 
  */
 export class SmallFileBatch {
   private waiting: Waiting[] = []
+  /** a temp file of `waiting` on each file system (device) they are on */
+  private waitingDevs = new Map<number, string>()
   private timer?: NodeJS.Timeout
   private running?: Promise<void>
   private syncfsWorks = true
@@ -38,40 +42,43 @@ export class SmallFileBatch {
 
   constructor (private readonly opts: { delayMs?: number } = {}) {}
 
-  /**
-   * Write `data` (exactly the file's bytes) for `entry`; settles once it is at `finalPath`.
-   * `handedOver` is called once the bytes are in a temp file (or the file failed): `data`
-   * is read until then.
-   */
+  /** As add(), as a promise. */
   async write (finalPath: string, entry: Entry, data: readonly Uint8Array[], handedOver?: () => void): Promise<void> {
-    const temp = tempNameIn(dirname(finalPath))
+    await new Promise<void>((resolve, reject) => { this.add(finalPath, entry, data, handedOver, (err) => { if (err != null) reject(err); else resolve() }) })
+  }
+
+  /**
+   * Write `data` (exactly the file's bytes) for `entry`; `done` is called once it is at
+   * `finalPath` (or failed). `handedOver` is called once the bytes are in a temp file (or the
+   * file failed): `data` is read until then. Callbacks, not promises: a tree of small files
+   * passes tens of thousands through here, and what waits for a batch's sync is kept small.
+   */
+  add (finalPath: string, entry: Entry, data: readonly Uint8Array[], handedOver: (() => void) | undefined, done: FileDone): void {
     const steps = metadataSteps(entry)
     let length = 0
     for (const p of data) length += p.byteLength
-    let dev: number
-    try {
-      dev = await new Promise<number>((resolve, reject) => {
-        this.outgoing.push({
-          job: { temp, createMode: createMode(entry.mode), offset: 0, length, chown: steps.chown ? [entry.uid!, entry.gid!] : undefined, chmod: steps.chmod ? entry.mode : undefined, mtime: utimesValue(entry) },
-          data: [...data],
-          created: resolve,
-          failed: reject
-        })
-        this.outgoingBytes += length
-        if (this.outgoing.length >= SEND_FILES || this.outgoingBytes >= SEND_BYTES) this.send()
-        else if (!this.sendQueued) {
-          this.sendQueued = true
-          setImmediate(() => { this.sendQueued = false; this.send() })
-        }
-      })
-    } finally {
-      handedOver?.()
-    }
-    await new Promise<void>((resolve, reject) => {
-      this.waiting.push({ temp, final: finalPath, dev, resolve, reject })
-      if (this.waiting.length >= BATCH_FILES) this.kick()
-      else this.timer ??= setTimeout(() => { this.kick() }, this.opts.delayMs ?? BATCH_DELAY_MS)
+    this.outgoing.push({
+      job: { temp: tempNameIn(dirname(finalPath)), createMode: createMode(entry.mode), offset: 0, length, chown: steps.chown ? [entry.uid!, entry.gid!] : undefined, chmod: steps.chmod ? entry.mode : undefined, mtime: utimesValue(entry) },
+      final: finalPath,
+      data: [...data],
+      handedOver,
+      done
     })
+    this.outgoingBytes += length
+    if (this.outgoing.length >= SEND_FILES || this.outgoingBytes >= SEND_BYTES) this.send()
+    else if (!this.sendQueued) {
+      this.sendQueued = true
+      setImmediate(() => { this.sendQueued = false; this.send() })
+    }
+  }
+
+  /** A file is in its temp file on `dev`: it waits for the next batch's sync. */
+  private created (o: Outgoing, dev: number): void {
+    o.handedOver?.()
+    this.waiting.push({ temp: o.job.temp, final: o.final, done: o.done })
+    if (!this.waitingDevs.has(dev)) this.waitingDevs.set(dev, o.job.temp)
+    if (this.waiting.length >= BATCH_FILES) this.kick()
+    else this.timer ??= setTimeout(() => { this.kick() }, this.opts.delayMs ?? BATCH_DELAY_MS)
   }
 
   /** Hand the queued files to the worker: their bytes in one transferred buffer. */
@@ -90,10 +97,10 @@ export class SmallFileBatch {
     const p = fileWorker({ op: 'create', jobs: batch.map(o => o.job), data: buf.buffer }, [buf.buffer]).then((reply) => {
       batch.forEach((o, i) => {
         const r = reply.results[i]
-        if (r?.dev != null) o.created(r.dev)
-        else o.failed(workerError(r ?? { error: 'the file worker gave no result' }))
+        if (r?.dev != null) this.created(o, r.dev)
+        else { o.handedOver?.(); o.done(workerError(r ?? { error: 'the file worker gave no result' })) }
       })
-    }, (err: Error) => { for (const o of batch) o.failed(err) }).finally(() => { this.creating.delete(p) })
+    }, (err: Error) => { for (const o of batch) { o.handedOver?.(); o.done(err) } }).finally(() => { this.creating.delete(p) })
     this.creating.add(p)
   }
 
@@ -114,27 +121,27 @@ export class SmallFileBatch {
     this.timer = undefined
     if (this.running != null || this.waiting.length === 0) return
     const batch = this.waiting
+    const oneEach = [...this.waitingDevs.values()]
     this.waiting = []
-    this.running = this.commit(batch).finally(() => {
+    this.waitingDevs = new Map()
+    this.running = this.commit(batch, oneEach).finally(() => {
       this.running = undefined
       if (this.waiting.length > 0) this.kick()
     })
   }
 
-  /** Durable, then visible: one syncfs per file system (or an fsync each), then the renames; all in the worker. */
-  private async commit (batch: Waiting[]): Promise<void> {
-    const oneEach = new Map<number, string>()
-    for (const w of batch) if (!oneEach.has(w.dev)) oneEach.set(w.dev, w.temp)
+  /** Durable, then visible: one syncfs per file system (`oneEach`: a temp file on each), or an fsync each, then the renames; all in the worker. */
+  private async commit (batch: Waiting[], oneEach: string[]): Promise<void> {
     try {
-      const reply = await fileWorker({ op: 'commit', syncPaths: this.syncfsWorks ? [...oneEach.values()] : null, items: batch.map(w => [w.temp, w.final]) })
+      const reply = await fileWorker({ op: 'commit', syncPaths: this.syncfsWorks ? oneEach : null, items: batch.map(w => [w.temp, w.final]) })
       if (reply.syncfsUnsupported === true) this.syncfsWorks = false
       batch.forEach((w, i) => {
         const r = reply.results[i]
-        if (r != null && r.error == null) w.resolve()
-        else w.reject(workerError(r ?? { error: 'the file worker gave no result' }))
+        if (r != null && r.error == null) w.done()
+        else w.done(workerError(r ?? { error: 'the file worker gave no result' }))
       })
     } catch (err) {
-      for (const w of batch) w.reject(err)
+      for (const w of batch) w.done(err as Error)
     }
   }
 }

@@ -26,3 +26,25 @@ export function manifestDigest (root: RootMeta, entries: Iterable<Entry>): strin
   h.update(text)
   return h.digest('hex')
 }
+
+/**
+ * What a receipt binds (docs/PROTOCOLS.md §4.6): the manifest digest itself when no file's
+ * hash is deferred; otherwise SHA-256 over `gosync-content/1\n<manifest digest>\n` and one
+ * line `<index> <sha256>\n` per deferred file in index order, `sha256` being the hash the
+ * session established for it (the source's `hashes`, or equal content under plan.same),
+ * empty when it established none (the file was not received: quick check).
+ */
+export function contentDigest (manifestDigest: string, entries: readonly Entry[], established: (index: number) => string | undefined): string {
+  let text = ''
+  let h: ReturnType<typeof createHash> | undefined
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]
+    if (e.type !== 'file' || e.hash != null) continue
+    h ??= createHash('sha256').update(`gosync-content/1\n${manifestDigest}\n`)
+    text += `${i} ${established(i) ?? ''}\n`
+    if (text.length >= CHUNK_CHARS) { h.update(text); text = '' }
+  }
+  if (h == null) return manifestDigest
+  h.update(text)
+  return h.digest('hex')
+}

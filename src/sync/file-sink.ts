@@ -70,7 +70,9 @@ export class FileSink {
   private current?: OpenFile
   private readonly inFlight = new Set<Promise<void>>()
   /** small files on their way to the SmallFileBatch, then waiting for their batch to be durable */
-  private readonly durable = new Set<Promise<void>>()
+  private smallPending = 0
+  /** end()/abort() waiting for smallPending to reach 0 */
+  private smallIdle?: PromiseWithResolvers<void>
   /** bytes of small files kept in memory until written (their frames are credited already) */
   private smallHeld = 0
   /** begin() calls waiting for held small-file bytes to drop below SMALL_HELD_MAX */
@@ -177,7 +179,7 @@ export class FileSink {
 
   /** Waits while the small files held in memory reach SMALL_HELD_MAX. */
   private async heldBelowMax (): Promise<void> {
-    while (this.smallHeld >= SMALL_HELD_MAX && this.durable.size > 0) await new Promise<void>(resolve => { this.heldWaiters.push(resolve) })
+    while (this.smallHeld >= SMALL_HELD_MAX && this.smallPending > 0) await new Promise<void>(resolve => { this.heldWaiters.push(resolve) })
   }
 
   async skip (index: number, reason: string): Promise<void> {
@@ -199,10 +201,10 @@ export class FileSink {
   async end (): Promise<SinkResult> {
     if (this.current != null) throw this.violation(`END while ${this.current.entry.path} is incomplete`)
     if (this.next !== this.files.length) throw this.violation(`END after ${this.next} of ${this.files.length} files`)
-    trace(`target: END received; ${this.durable.size} small files not yet durable, ${this.inFlight.size} large in flight`)
+    trace(`target: END received; ${this.smallPending} small files not yet durable, ${this.inFlight.size} large in flight`)
     await Promise.all(this.inFlight)
     await this.batch.flush()
-    await Promise.all(this.durable)
+    await this.smallDone()
     trace('target: every file durable')
     return this.result
   }
@@ -214,7 +216,7 @@ export class FileSink {
     await Promise.all(this.inFlight)
     // verified small files are whole: they still go in place
     await this.batch.flush()
-    await Promise.all(this.durable)
+    await this.smallDone()
     if (file?.small != null) return
     if (file != null) {
       const keep = !file.failed
@@ -265,25 +267,38 @@ export class FileSink {
       }
       chunks.length = 0
     }
-    const store = async (abs: string, want: string | undefined): Promise<void> => {
-      const digest = digestOf(chunks)
-      if (want == null || digest !== want) throw new HashMismatchError(`${entry.path}: SHA-256 ${digest} does not match the source's`)
-      // the bytes are held until the worker has them in a temp file; settles when the batch is durable
-      await this.batch.write(abs, entry, chunks, release)
-      this.result.files++
-      this.result.bytes += entry.size
+    this.smallPending++
+    const done = (err?: Error): void => {
+      if (err != null) this.fail(entry, err)
+      else {
+        this.result.files++
+        this.result.bytes += entry.size
+      }
+      release()
+      if (--this.smallPending === 0) this.smallIdle?.resolve()
     }
-    let d: Promise<void>
+    const store = (abs: string, want: string | undefined): void => {
+      const digest = digestOf(chunks)
+      if (want == null || digest !== want) { done(new HashMismatchError(`${entry.path}: SHA-256 ${digest} does not match the source's`)); return }
+      // the bytes are held until the worker has them in a temp file; done once the batch is durable
+      this.batch.add(abs, entry, chunks, release, done)
+    }
     try {
       const placed = this.place(index, entry)
-      d = typeof placed === 'string' && entry.hash != null
-        ? store(placed, entry.hash)
-        : Promise.resolve(placed).then(async (abs) => { await store(abs, await this.expected(index, entry)) })
+      if (typeof placed === 'string' && entry.hash != null) { store(placed, entry.hash); return }
+      Promise.resolve(placed).then(async (abs) => { store(abs, await this.expected(index, entry)) }).catch(done)
     } catch (err) {
-      d = Promise.reject(err)
+      done(err as Error)
     }
-    d = d.catch((err: Error) => { this.fail(entry, err) }).finally(() => { release(); this.durable.delete(d) })
-    this.durable.add(d)
+  }
+
+  /** Settles when no small file is on its way any more. */
+  private async smallDone (): Promise<void> {
+    while (this.smallPending > 0) {
+      this.smallIdle ??= Promise.withResolvers<void>()
+      await this.smallIdle.promise
+      this.smallIdle = undefined
+    }
   }
 
   /** A frame out of order: the parent cannot be trusted with the open file, so it is not kept as a part. */

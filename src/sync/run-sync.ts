@@ -2,6 +2,7 @@ import { trace } from '../trace.js'
 import { randomBytes } from 'node:crypto'
 import { isAbsolute, join } from 'node:path'
 import { hashFile } from '../manifest/hash.js'
+import { contentDigest } from '../manifest/digest.js'
 import type { Libp2p } from '@libp2p/interface'
 import { parseTarget } from '../node/targets.js'
 import { TargetLink } from '../../protocols/control/target-link.js'
@@ -42,11 +43,12 @@ export class TaskError extends Error {
 export const DEFAULT_FANOUT = 1
 export const DEFAULT_RETRIES = 1
 /**
- * New content at least this large is not hashed before the manifest: the source hashes it
- * while sending it and tells each receiving target the hash on the control stream. Saves a
- * full read (~1 s per GiB here) before the first byte goes out.
+ * New content at least this large (every non-empty file) is not hashed before the manifest:
+ * the source hashes it while sending it and tells each receiving target the hash on the
+ * control stream. Saves a full read before the first byte goes out: ~1 s per GiB, and
+ * ~0.2 s for 20 000 small files (their opens).
  */
-export const DEFER_HASH_MIN = 1024 * 1024
+export const DEFER_HASH_MIN = 1
 /** Targets cut within this long of each other are re-attached together (one tree). */
 export const REJOIN_DELAY_MS = 500
 
@@ -100,7 +102,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
 
-  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map() }
+  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), deferredHashes: new Map() }
   // A target whose transfer was cut (a relay above it died) but which still answers is
   // re-attached at once, while the other targets go on: targets cut by the same failure
   // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
@@ -201,7 +203,10 @@ async function takeResult (ctx: RoundContext, t: TargetState, r: z.infer<typeof 
   if (r.received != null) t.report.received = (t.report.received ?? 0) + r.received
   if (r.resumed != null) t.report.resumed = (t.report.resumed ?? 0) + r.resumed
   if (r.receipt != null) {
-    const verified = await verifyReceipt(t.link!.peer, { session: t.session!, dst: ctx.task.dst, digest: ctx.manifest.digest }, r.receipt)
+    // deferred files bind the hashes this target's session established: those of the files it received or had (plan.same)
+    const established = new Set([...(t.files ?? []), ...(t.same ?? [])])
+    const digest = contentDigest(ctx.manifest.digest, ctx.manifest.entries, (i) => established.has(i) ? ctx.deferredHashes.get(i) : undefined)
+    const verified = await verifyReceipt(t.link!.peer, { session: t.session!, dst: ctx.task.dst, digest }, r.receipt)
     t.report.receipt = { ...r.receipt, session: t.session!, verified }
     if (!verified) {
       t.report.status = 'failed'
@@ -255,6 +260,8 @@ interface RoundContext {
   hashCache?: FileHashCache
   /** hashes of deferred files computed on a target's `have` (one read per file per task) */
   sourceHashes: Map<number, Promise<string | undefined>>
+  /** every deferred file's hash the source has computed (sent, or for a `have`): what receipts bind */
+  deferredHashes: Map<number, string>
 }
 
 /** The source's hash of a deferred file, read now (memoized): to answer a target's `have`. */
@@ -264,6 +271,7 @@ async function sourceHashOf (ctx: RoundContext, i: number): Promise<string | und
     const e = ctx.manifest.entries[i]
     h = hashFile(join(ctx.task.src, e.path), undefined, e.size).then((hash) => {
       ctx.hashCache?.store(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, hash)
+      ctx.deferredHashes.set(i, hash)
       return hash
     }, () => undefined)
     ctx.sourceHashes.set(i, h)
@@ -377,7 +385,9 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
     const memberLinks = c.members.map(m => m.link)
     await sendClass(node, task.src, manifest.entries, c.files, childInfo('source', k), {
       session, classId: k, frameBytes, compress: task.compress, stallMs, offsets: c.offsets,
+      beforeSend: () => { for (const l of memberLinks) l?.flushHashes() },
       onFileHash: (i, hash) => {
+        ctx.deferredHashes.set(i, hash)
         for (const l of memberLinks) l?.sendHash(i, hash)
         const e = manifest.entries[i]
         ctx.hashCache?.store(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, hash)

@@ -46,6 +46,8 @@ export interface SendClassOptions {
   offsets?: ReadonlyMap<number, number>
   /** a file with a deferred hash was read to its end: the SHA-256 of exactly what was sent */
   onFileHash?: (index: number, hash: string) => void
+  /** frames are about to be sent: hashes reported so far should go out first */
+  beforeSend?: () => void
 }
 
 /** SHA-256 of the first `length` bytes of an open file (the part a target continues after). */
@@ -80,6 +82,7 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
   const flush = async (): Promise<void> => {
     closeFiles()
     if (batch.length === 0) return
+    opts.beforeSend?.()
     const frames = batch
     batch = []
     batchBytes = 0

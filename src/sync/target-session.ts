@@ -1,3 +1,4 @@
+import { contentDigest } from '../manifest/digest.js'
 import { chmod, lstat, mkdir, readdir, rename, rm, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { diffTrees, isNoop, resolveVerified, type TargetChanges } from '../diff/diff.js'
@@ -215,6 +216,8 @@ export class TargetSession {
     }
   }
 
+  /** `wanted` as a set (rebuilt when `wanted` is replaced): one lookup per deferred hash */
+  private wantedSet?: { list: readonly number[], set: Set<number> }
   private readonly lateHashes = new Map<number, string>()
   private readonly hashWaiters = new Map<number, { resolve: (h: string) => void, reject: (err: Error) => void, timer: NodeJS.Timeout }>()
   private hashesClosed?: Error
@@ -238,7 +241,8 @@ export class TargetSession {
   /** A deferred hash from the source (control stream). Returns an error text for a hash it may not send. */
   setHash (index: number, hash: string): string | undefined {
     const e = this.entries[index]
-    if (e == null || e.type !== 'file' || e.hash != null || !this.wanted.includes(index)) return `hash for entry ${index}, which this target is not receiving with a deferred hash`
+    if (this.wantedSet?.list !== this.wanted) this.wantedSet = { list: this.wanted, set: new Set(this.wanted) }
+    if (e == null || e.type !== 'file' || e.hash != null || !this.wantedSet.set.has(index)) return `hash for entry ${index}, which this target is not receiving with a deferred hash`
     const known = this.lateHashes.get(index)
     if (known != null) return known === hash ? undefined : `two different hashes for entry ${index}`
     this.lateHashes.set(index, hash)
@@ -247,13 +251,23 @@ export class TargetSession {
     return undefined
   }
 
+  /** The SHA-256 this session established for deferred file `index`: the source's, or this target's own under plan.same. */
+  establishedHash (index: number): string | undefined {
+    return this.lateHashes.get(index) ?? (this.sameAsSource.has(index) ? this.have.get(index) : undefined)
+  }
+
+  /** What this session's receipt binds: the manifest digest, with the deferred hashes it established (§4.6). */
+  receiptDigest (): string {
+    return contentDigest(this.init.manifest.digest, this.entries, (i) => this.establishedHash(i))
+  }
+
   /**
    * The manifest with the hashes this session learnt for deferred files (received, or
    * found equal: plan.same), for the tree record; undefined if a file's hash is unknown.
    */
   hashedManifest (): Manifest | undefined {
     const { root, entries } = this.init.manifest
-    const filled = entries.map((e, i) => e.type !== 'file' || e.hash != null ? e : { ...e, hash: this.lateHashes.get(i) ?? (this.sameAsSource.has(i) ? this.have.get(i) : undefined) })
+    const filled = entries.map((e, i) => e.type !== 'file' || e.hash != null ? e : { ...e, hash: this.establishedHash(i) })
     if (filled.some(e => e.type === 'file' && e.hash == null)) return undefined
     return { root, entries: filled, digest: '' }
   }

@@ -44,6 +44,12 @@ describe('deferred hashes', () => {
     for (const d of targets) {
       assert.equal(await rsyncOracle(lab.hostPath('src', 'data'), lab.hostPath(d.name, 'copy')), '', `oracle on ${d.name}`);
     }
+    // receipts bind the hashes the targets learnt for deferred files, not only the manifest
+    for (const d of targets) {
+      const tr = targetOf(r.report, d);
+      assert.equal(tr.receipt?.verified, true, fmt(r));
+      assert.notEqual(tr.receipt?.digest, (r.report as { digest?: string }).digest, 'the receipt binds more than the manifest');
+    }
     const r1 = targetOf(r.report, targets[0]!) as ReturnType<typeof targetOf> & { received?: number };
     const r2 = targetOf(r.report, targets[1]!) as ReturnType<typeof targetOf> & { received?: number };
     // t1: new.bin, deep/big.bin, changed.bin and small.txt; touched.bin only got its mtime

@@ -19,14 +19,17 @@ describe('re-sync of a known tree', () => {
     const started = await lab.startSourceAndTargets(['t1']);
     source = started.source;
     target = started.targets[0]!;
+    // every file's hash is deferred on a first push (it reaches the target after the data);
+    // the files are old enough for the source's hash cache to keep the hashes it computes
+    // while sending (a file changed in the last 2 s is not cached, so its hash stays deferred
+    // and the source's digest cannot equal the target's record)
+    const old = new Date(Date.now() - 3_600_000);
     await writeTree(lab.hostPath('src', 'data'), {
-      'a.txt': 'alpha\n',
+      'a.txt': file('alpha\n', { mtime: old }),
       'sub/': dir({ mode: 0o750 }),
-      'sub/b.txt': file('bravo\n', { mode: 0o600 }),
+      'sub/b.txt': file('bravo\n', { mode: 0o600, mtime: old }),
       'sub/link': { kind: 'symlink', target: 'b.txt' },
-      // above the deferred-hash size: its hash reaches the target after the data; old enough
-      // for the source's hash cache to keep its hash (a file changed in the last 2 s is not cached)
-      'big.bin': file(randomBytes(3 * 1024 * 1024), { mtime: new Date(Date.now() - 3_600_000) }),
+      'big.bin': file(randomBytes(3 * 1024 * 1024), { mtime: old }),
     });
   }, { timeout: 120_000 });
 
@@ -91,6 +94,7 @@ describe('re-sync of a known tree', () => {
 
     // the source changes: another digest
     await writeFile(join(src, 'a.txt'), 'alpha, changed\n');
+    await utimes(join(src, 'a.txt'), new Date(), new Date(Date.now() - 60_000));
     await run('after a change on the source', 'ok', false, '-d');
     await run('then known again', 'unchanged', true, '-d');
   });

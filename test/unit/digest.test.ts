@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { canonicalLine, manifestDigest } from '../../src/manifest/digest.js'
+import { canonicalLine, contentDigest, manifestDigest } from '../../src/manifest/digest.js'
 import type { Entry, RootMeta } from '../../src/manifest/types.js'
 
 // The definition in docs/PROTOCOLS.md: one JSON array per entry, root first.
@@ -33,5 +33,23 @@ describe('manifest digest', () => {
     const many: Entry[] = Array.from({ length: 5000 }, (_, i) => ({ ...odd[i % odd.length], path: `${i}/${odd[i % odd.length].path}` }))
     assert.equal(manifestDigest(root, many), referenceDigest(root, many))
     assert.notEqual(manifestDigest(root, many), manifestDigest({ ...root, mtimeNsec: 43 }, many))
+  })
+
+  test('contentDigest: the manifest digest without deferred hashes; else the documented text over each deferred file', () => {
+    const md = 'ef'.repeat(32)
+    const full: Entry[] = [odd[0], odd[2]]
+    assert.equal(contentDigest(md, full, () => 'x'), md)
+    const deferred: Entry[] = [odd[2], { ...odd[0], hash: undefined }, odd[1], { ...odd[0], path: 'b', hash: undefined }]
+    const known = new Map([[1, '12'.repeat(32)]])
+    const want = createHash('sha256').update(`gosync-content/1\n${md}\n1 ${'12'.repeat(32)}\n3 \n`).digest('hex')
+    assert.equal(contentDigest(md, deferred, (i) => known.get(i)), want)
+    // each established hash and each missing one changes it
+    assert.notEqual(contentDigest(md, deferred, (i) => i === 1 ? '34'.repeat(32) : undefined), want)
+    assert.notEqual(contentDigest(md, deferred, (i) => '12'.repeat(32)), want)
+    assert.notEqual(contentDigest('00'.repeat(32), deferred, (i) => known.get(i)), want)
+    // many deferred files: hashed in chunks, the same as one update
+    const many: Entry[] = Array.from({ length: 5000 }, (_, i) => ({ ...odd[0], path: `f${i}`, hash: undefined }))
+    const text = `gosync-content/1\n${md}\n` + many.map((_, i) => `${i} ${i % 2 === 0 ? 'ab'.repeat(32) : ''}\n`).join('')
+    assert.equal(contentDigest(md, many, (i) => i % 2 === 0 ? 'ab'.repeat(32) : undefined), createHash('sha256').update(text).digest('hex'))
   })
 })
