@@ -1,40 +1,71 @@
 /**
- * The file worker thread (see file-worker.ts): creates, writes and renames small files
- * with synchronous calls, off the daemon's main thread, and hashes small files for a scan. File creation is the costliest
+ * The file worker thread (see file-worker.ts): verifies (SHA-256), creates, writes and
+ * renames small files with synchronous calls, off the daemon's main thread, and hashes small
+ * files for a scan. File creation is the costliest
  * step of a tree of small files (tens of µs each in the kernel); here it overlaps with
  * the main thread's decryption, framing and hashing.
  */
 import { execFile } from 'node:child_process'
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
-import type { CreateJob, WorkerReply, WorkerRequest, WorkerResult } from './file-worker.js'
+import { hash } from 'node:crypto'
+import { dirname } from 'node:path'
+import type { FileFailure, FilesRequest, WorkerReply, WorkerRequest, WorkerResult } from './file-worker.js'
 import { hashSmallFileSync } from './read-small.js'
+import { tempNameIn } from './atomic-writer.js'
+import { utimesValue } from '../manifest/time.js'
 
 function failure (err: unknown): WorkerResult {
   const e = err as NodeJS.ErrnoException
   return { error: e.message ?? String(err), code: e.code }
 }
 
-function create (job: CreateJob, data: Uint8Array): WorkerResult {
+/** Created files waiting for their owner's commit (each SmallFileBatch is an owner). */
+let created: Array<{ owner: number, seq: number, temp: string, final: string, dev: number }> = []
+
+/** Verify, create, write, set metadata, close: one small file of a `files` request. */
+function createOne (req: FilesRequest, i: number, data: Uint8Array, offset: number): void {
+  const length = req.lengths[i]
+  const bytes = data.subarray(offset, offset + length)
+  const digest = hash('sha256', bytes, 'hex')
+  if (digest !== req.hashes[i]) throw Object.assign(new Error(`SHA-256 ${digest} does not match the source's`), { code: 'EHASH' })
+  const m = 6 * i
+  const temp = tempNameIn(dirname(req.finals[i]))
   let fd: number | undefined
   try {
     // O_EXCL: never opens an existing file or follows a planted symlink
-    fd = openSync(job.temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, job.createMode)
+    fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, req.meta[m])
     let off = 0
-    while (off < job.length) off += writeSync(fd, data, job.offset + off, job.length - off)
-    if (job.chown != null) fchownSync(fd, job.chown[0], job.chown[1])
-    if (job.chmod != null) fchmodSync(fd, job.chmod)
-    futimesSync(fd, new Date(), job.mtime)
+    while (off < length) off += writeSync(fd, bytes, off, length - off)
+    if (req.meta[m + 2] >= 0) fchownSync(fd, req.meta[m + 2], req.meta[m + 3])
+    if (req.meta[m + 1] >= 0) fchmodSync(fd, req.meta[m + 1])
+    futimesSync(fd, new Date(), utimesValue({ mtime: req.meta[m + 4], mtimeNsec: req.meta[m + 5] }))
     const dev = fstatSync(fd).dev
     const done = fd
     fd = undefined // never closed twice (a descriptor number is reused at once, by any thread)
     closeSync(done)
-    return { dev }
+    created.push({ owner: req.owner, seq: req.seq + i, temp, final: req.finals[i], dev })
   } catch (err) {
     if (fd != null) try { closeSync(fd) } catch {}
-    try { unlinkSync(job.temp) } catch {}
-    return failure(err)
+    try { unlinkSync(temp) } catch {}
+    throw err
   }
+}
+
+function createFiles (req: FilesRequest): FileFailure[] {
+  const data = new Uint8Array(req.data)
+  const failed: FileFailure[] = []
+  let offset = 0
+  for (let i = 0; i < req.finals.length; i++) {
+    try {
+      createOne(req, i, data, offset)
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException
+      failed.push([req.seq + i, e.message ?? String(err), e.code])
+    }
+    offset += req.lengths[i]
+  }
+  return failed
 }
 
 /** syncfs(2) on the file systems holding these paths, by coreutils `sync -f` (Node has no syncfs). */
@@ -57,38 +88,43 @@ function hashSmall (path: string, size: number): WorkerResult {
 
 async function handle (req: WorkerRequest): Promise<WorkerReply> {
   if (req.op === 'hash') return { id: req.id, results: req.items.map(([path, size]) => hashSmall(path, size)) }
-  if (req.op === 'create') {
-    const data = new Uint8Array(req.data)
-    return { id: req.id, results: req.jobs.map(job => create(job, data)) }
-  }
+  if (req.op === 'files') return { id: req.id, failed: createFiles(req) }
   // commit: make the temp files durable (one syncfs per file system, or an fsync each), then rename
-  let fsyncEach = req.syncPaths == null
-  if (req.syncPaths != null) {
+  const items = created.filter(c => c.owner === req.owner)
+  created = created.filter(c => c.owner !== req.owner)
+  const through = items.length > 0 ? items[items.length - 1].seq : -1
+  // a temp file on each file system involved: what `sync -f` is given
+  const onDevice = new Map<number, string>()
+  for (const c of items) if (!onDevice.has(c.dev)) onDevice.set(c.dev, c.temp)
+  const syncPaths = [...onDevice.values()]
+  let fsyncEach = req.fsyncEach
+  if (!fsyncEach && syncPaths.length > 0) {
     try {
-      await syncFileSystems(req.syncPaths)
+      await syncFileSystems(syncPaths)
     } catch (err) {
       if ((err as { unsupported?: boolean }).unsupported !== true) {
         const message = `could not make the files durable (sync -f): ${(err as Error).message.split('\n')[0]}`
-        for (const [temp] of req.items) try { unlinkSync(temp) } catch {}
-        return { id: req.id, results: req.items.map(() => ({ error: message })), syncfsUnsupported: false }
+        for (const { temp } of items) try { unlinkSync(temp) } catch {}
+        return { id: req.id, through, failed: items.map(({ seq }) => [seq, message, undefined]) }
       }
       fsyncEach = true
     }
   }
-  const results = req.items.map(([temp, final]): WorkerResult => {
+  const failed: FileFailure[] = []
+  for (const { seq, temp, final } of items) {
     try {
       if (fsyncEach) {
         const fd = openSync(temp, constants.O_RDONLY | constants.O_NOFOLLOW)
         try { fsyncSync(fd) } finally { closeSync(fd) }
       }
       renameSync(temp, final)
-      return {}
     } catch (err) {
       try { unlinkSync(temp) } catch {}
-      return failure(err)
+      const e = err as NodeJS.ErrnoException
+      failed.push([seq, e.message ?? String(err), e.code])
     }
-  })
-  return { id: req.id, results, syncfsUnsupported: fsyncEach && req.syncPaths != null }
+  }
+  return { id: req.id, through, failed, syncfsUnsupported: fsyncEach && !req.fsyncEach }
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {

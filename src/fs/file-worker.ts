@@ -7,33 +7,41 @@ import { SHARE_ENV, Worker } from 'node:worker_threads'
  * transferred buffer. Started on first use; it does not keep the process alive when idle.
  */
 
-/** One file to create under a temp name: `length` bytes at `offset` of the request's data. */
-export interface CreateJob {
-  temp: string
-  createMode: number
-  offset: number
-  length: number
-  /** [uid, gid] when the owner must be set (as root) */
-  chown?: [number, number]
-  /** mode to set after creation (umask, setuid bits) */
-  chmod?: number
-  /** mtime for futimes: seconds, or a Date before 1970 */
-  mtime: number | Date
+/**
+ * Small files to create under temp names in their final directories: file i is
+ * `lengths[i]` bytes of `data` (one after another), must have SHA-256 `hashes[i]`, goes to
+ * `finals[i]` once committed; `meta` holds 6 numbers per file: create mode, mode to set
+ * after creation or -1, uid and gid to set or -1, mtime seconds, nanoseconds. `seq` is the
+ * first file's number: the worker keeps created files until a `commit`.
+ */
+export interface FilesRequest {
+  /** the SmallFileBatch that sends them: a commit covers its own files only */
+  owner: number
+  seq: number
+  data: ArrayBuffer
+  finals: string[]
+  lengths: number[]
+  hashes: string[]
+  meta: number[]
 }
 
 export type WorkerRequest =
-  | { id: number, op: 'create', jobs: CreateJob[], data: ArrayBuffer }
-  /** syncPaths: one path per file system for `sync -f`; null: fsync each file instead */
-  | { id: number, op: 'commit', syncPaths: string[] | null, items: Array<[temp: string, final: string]> }
+  | ({ id: number, op: 'files' } & FilesRequest)
+  /** make every file created so far durable (one syncfs per file system, or an fsync each: `fsyncEach`) and rename it into place */
+  | { id: number, op: 'commit', owner: number, fsyncEach: boolean }
   /** SHA-256 of small files (read whole, O_NOFOLLOW), for a scan: [path, expected size] */
   | { id: number, op: 'hash', items: Array<[path: string, size: number]> }
 
+/** A file that failed: its number (`seq`), the error and its code. */
+export type FileFailure = [seq: number, error: string, code: string | undefined]
+
 /**
- * Per file: its device (create), nothing (rename done), its hash (hash), or the error;
- * `changed`: the file no longer has the expected size (hash it the ordinary way).
+ * hash: per file its hash, the error, or `changed` (no longer the expected size: hash it the
+ * ordinary way). files: the files that could not be created. commit: the files up to
+ * `through` are settled; those in `failed` did not get in place.
  */
-export interface WorkerResult { dev?: number, hash?: string, error?: string, code?: string, changed?: boolean }
-export interface WorkerReply { id: number, results: WorkerResult[], syncfsUnsupported?: boolean, fatal?: string }
+export interface WorkerResult { hash?: string, error?: string, code?: string, changed?: boolean }
+export interface WorkerReply { id: number, results?: WorkerResult[], failed?: FileFailure[], through?: number, syncfsUnsupported?: boolean, fatal?: string }
 
 let worker: Worker | undefined
 let nextId = 0
@@ -75,6 +83,6 @@ export async function fileWorker (req: WorkerRequest extends infer R ? (R extend
 }
 
 /** An Error with the worker's message and code, as if the call had failed here. */
-export function workerError (r: WorkerResult): NodeJS.ErrnoException {
+export function workerError (r: { error?: string, code?: string }): NodeJS.ErrnoException {
   return Object.assign(new Error(r.error), r.code != null ? { code: r.code } : {})
 }

@@ -1,10 +1,8 @@
-import { dirname } from 'node:path'
 import type { Entry } from '../manifest/types.js'
-import { utimesValue } from '../manifest/time.js'
-import { createMode, metadataSteps, tempNameIn } from './atomic-writer.js'
-import { fileWorker, workerError, type CreateJob } from './file-worker.js'
+import { createMode, metadataSteps } from './atomic-writer.js'
+import { fileWorker, workerError, type FileFailure, type FilesRequest } from './file-worker.js'
 
-/** Files up to this size (verified in memory) take the batched path. */
+/** Files up to this size (verified by the file worker before they are written) take the batched path. */
 export const SMALL_FILE_MAX = 64 * 1024
 /** Start a batch's sync at once when this many files wait; otherwise after BATCH_DELAY_MS. */
 const BATCH_FILES = 2048
@@ -13,135 +11,194 @@ const BATCH_DELAY_MS = 20
 const SEND_FILES = 256
 const SEND_BYTES = 1024 * 1024
 
-/** Called once per file: without an error when it is at its final path. */
-export type FileDone = (err?: Error) => void
-interface Waiting { temp: string, final: string, done: FileDone }
-interface Outgoing { job: CreateJob, final: string, data: Uint8Array[], handedOver?: () => void, done: FileDone }
+/** A file is at its final path (no error), or failed. */
+export type FileSettled = (entry: Entry, err?: Error) => void
+
+/** Numbers files across every batch of this process: the worker keeps them apart by owner. */
+let nextOwner = 0
+
+/** The request being filled: the files' bytes are copied in as they are added. */
+interface Filling extends Omit<FilesRequest, 'data'> { buf: Uint8Array, used: number, entries: Entry[] }
 
 /**
- * Small files, already verified against their hash in memory, written by the file worker
- * thread (synchronous calls there, off the main thread) under a temp name in their final
- * directory. They are renamed into place in batches, each after one
- * syncfs of the file systems involved: the same guarantee as fsync-then-rename per file
- * (no file is visible before its data is durable), at one journal commit per batch
- * instead of one per file. Without `sync -f`, each file of the batch is fsynced instead.
+ * Small files, written by the file worker thread (synchronous calls there, off the main
+ * thread): it checks each file's SHA-256, writes it under a temp name in its final
+ * directory and keeps it until a commit, which makes a batch durable with one syncfs per file
+ * system and then renames its files into place: the same guarantee as fsync-then-rename per
+ * file (no file is visible before its data is durable and verified), at one journal commit
+ * per batch instead of one per file. Without `sync -f`, each file of the batch is fsynced
+ * instead.
+ *
+ * The main thread keeps no object per file beyond its entry: bytes are copied into the next
+ * request at once, and outcomes come back as lists of failures. A tree of small files puts
+ * tens of thousands of files through here, and what V8 must keep alive between its
+ * collections is what costs.
  */
 export class SmallFileBatch {
-  private waiting: Waiting[] = []
-  /** a temp file of `waiting` on each file system (device) they are on */
-  private waitingDevs = new Map<number, string>()
+  private readonly owner = nextOwner++
+  private seq = 0
+  private filling?: Filling
+  private sendQueued = false
+  /** files sent to the worker, by number from `base` on; undefined once settled; all below `head` are */
+  private inWorker: Array<Entry | undefined> = []
+  private base = 0
+  private head = 0
+  /** files the worker has created since the last commit started */
+  private createdSinceCommit = 0
   private timer?: NodeJS.Timeout
   private running?: Promise<void>
-  private syncfsWorks = true
-  /** files not yet sent to the worker */
-  private outgoing: Outgoing[] = []
-  private outgoingBytes = 0
-  private sendQueued = false
-  /** create requests the worker has not answered yet */
+  private fsyncEach = false
+  /** bytes added and not yet written by the worker */
+  private queued = 0
+  private drainWaiters: Array<() => void> = []
+  /** requests the worker has not answered yet */
   private readonly creating = new Set<Promise<void>>()
+  /** write(): one waiter per entry */
+  private readonly waiters = new Map<Entry, { resolve: () => void, reject: (err: Error) => void }>()
 
-  constructor (private readonly opts: { delayMs?: number } = {}) {}
+  constructor (private readonly opts: { delayMs?: number, onSettled?: FileSettled } = {}) {}
 
-  /** As add(), as a promise. */
-  async write (finalPath: string, entry: Entry, data: readonly Uint8Array[], handedOver?: () => void): Promise<void> {
-    await new Promise<void>((resolve, reject) => { this.add(finalPath, entry, data, handedOver, (err) => { if (err != null) reject(err); else resolve() }) })
+  /** Bytes of added files not yet written to their temp files. */
+  get queuedBytes (): number { return this.queued }
+
+  /** Files added and not yet settled. */
+  get pending (): number { return this.seq - this.settledBelow }
+
+  /** Every file numbered below this is settled. */
+  private get settledBelow (): number { return this.base + this.head }
+
+  /** Settles once queuedBytes is below `bytes` (or nothing is queued). */
+  async drainedBelow (bytes: number): Promise<void> {
+    while (this.queued >= bytes && this.queued > 0) await new Promise<void>(resolve => { this.drainWaiters.push(resolve) })
+  }
+
+  /** As add(), as a promise that settles when the file is in place. */
+  async write (finalPath: string, entry: Entry, data: readonly Uint8Array[], sha256: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.waiters.set(entry, { resolve, reject })
+      this.add(finalPath, entry, data, sha256)
+    })
   }
 
   /**
-   * Write `data` (exactly the file's bytes) for `entry`; `done` is called once it is at
-   * `finalPath` (or failed). `handedOver` is called once the bytes are in a temp file (or the
-   * file failed): `data` is read until then. Callbacks, not promises: a tree of small files
-   * passes tens of thousands through here, and what waits for a batch's sync is kept small.
+   * Write `data` (the file's bytes; copied now, so the caller may drop them) to `finalPath`
+   * once it is verified to have SHA-256 `sha256`; onSettled(entry) reports the outcome.
    */
-  add (finalPath: string, entry: Entry, data: readonly Uint8Array[], handedOver: (() => void) | undefined, done: FileDone): void {
-    const steps = metadataSteps(entry)
+  add (finalPath: string, entry: Entry, data: readonly Uint8Array[], sha256: string): void {
     let length = 0
     for (const p of data) length += p.byteLength
-    this.outgoing.push({
-      job: { temp: tempNameIn(dirname(finalPath)), createMode: createMode(entry.mode), offset: 0, length, chown: steps.chown ? [entry.uid!, entry.gid!] : undefined, chmod: steps.chmod ? entry.mode : undefined, mtime: utimesValue(entry) },
-      final: finalPath,
-      data: [...data],
-      handedOver,
-      done
-    })
-    this.outgoingBytes += length
-    if (this.outgoing.length >= SEND_FILES || this.outgoingBytes >= SEND_BYTES) this.send()
+    let f = this.filling
+    if (f != null && f.used + length > f.buf.byteLength) { this.send(); f = undefined }
+    if (f == null) {
+      f = this.filling = { owner: this.owner, seq: this.seq, buf: new Uint8Array(Math.max(SEND_BYTES, length)), used: 0, finals: [], lengths: [], hashes: [], meta: [], entries: [] }
+    }
+    for (const p of data) { f.buf.set(p, f.used); f.used += p.byteLength }
+    const steps = metadataSteps(entry)
+    f.finals.push(finalPath)
+    f.lengths.push(length)
+    f.hashes.push(sha256)
+    f.meta.push(createMode(entry.mode), steps.chmod ? entry.mode : -1, steps.chown ? entry.uid! : -1, steps.chown ? entry.gid! : -1, entry.mtime, entry.mtimeNsec)
+    f.entries.push(entry)
+    this.seq++
+    this.queued += length
+    if (f.finals.length >= SEND_FILES) this.send()
     else if (!this.sendQueued) {
       this.sendQueued = true
       setImmediate(() => { this.sendQueued = false; this.send() })
     }
   }
 
-  /** A file is in its temp file on `dev`: it waits for the next batch's sync. */
-  private created (o: Outgoing, dev: number): void {
-    o.handedOver?.()
-    this.waiting.push({ temp: o.job.temp, final: o.final, done: o.done })
-    if (!this.waitingDevs.has(dev)) this.waitingDevs.set(dev, o.job.temp)
-    if (this.waiting.length >= BATCH_FILES) this.kick()
-    else this.timer ??= setTimeout(() => { this.kick() }, this.opts.delayMs ?? BATCH_DELAY_MS)
-  }
-
-  /** Hand the queued files to the worker: their bytes in one transferred buffer. */
+  /** Hand the filled request to the worker (its buffer is transferred, not copied). */
   private send (): void {
-    if (this.outgoing.length === 0) return
-    const batch = this.outgoing
-    const buf = new Uint8Array(new ArrayBuffer(this.outgoingBytes))
-    this.outgoing = []
-    this.outgoingBytes = 0
-    let off = 0
-    for (const o of batch) {
-      o.job.offset = off
-      for (const p of o.data) { buf.set(p, off); off += p.byteLength }
-      o.data = []
-    }
-    const p = fileWorker({ op: 'create', jobs: batch.map(o => o.job), data: buf.buffer }, [buf.buffer]).then((reply) => {
-      batch.forEach((o, i) => {
-        const r = reply.results[i]
-        if (r?.dev != null) this.created(o, r.dev)
-        else { o.handedOver?.(); o.done(workerError(r ?? { error: 'the file worker gave no result' })) }
-      })
-    }, (err: Error) => { for (const o of batch) { o.handedOver?.(); o.done(err) } }).finally(() => { this.creating.delete(p) })
+    const f = this.filling
+    if (f == null) return
+    this.filling = undefined
+    for (const e of f.entries) this.inWorker.push(e)
+    const req = { op: 'files' as const, owner: f.owner, seq: f.seq, data: f.buf.buffer as ArrayBuffer, finals: f.finals, lengths: f.lengths, hashes: f.hashes, meta: f.meta }
+    const count = f.finals.length
+    const bytes = f.used
+    const p = fileWorker(req, [req.data]).then((reply) => {
+      for (const fail of reply.failed ?? []) this.settle(fail[0], failureError(fail))
+      this.createdSinceCommit += count - (reply.failed?.length ?? 0)
+    }, (err: Error) => {
+      for (let i = 0; i < count; i++) this.settle(f.seq + i, err)
+    }).finally(() => {
+      this.creating.delete(p)
+      this.queued -= bytes
+      this.wakeDrained()
+      if (this.createdSinceCommit >= BATCH_FILES) this.kick()
+      else if (this.createdSinceCommit > 0) this.timer ??= setTimeout(() => { this.kick() }, this.opts.delayMs ?? BATCH_DELAY_MS)
+    })
     this.creating.add(p)
   }
 
-  /** Make everything written so far durable and visible; resolves when done. */
+  private wakeDrained (): void {
+    if (this.drainWaiters.length === 0) return
+    const w = this.drainWaiters
+    this.drainWaiters = []
+    for (const r of w) r()
+  }
+
+  /** Report file `seq` (once): in place, or failed. */
+  private settle (seq: number, err?: Error): void {
+    const k = seq - this.base
+    const entry = this.inWorker[k]
+    if (entry == null) return
+    this.inWorker[k] = undefined
+    while (this.head < this.inWorker.length && this.inWorker[this.head] == null) this.head++
+    // the settled prefix is dropped now and then, so the list holds only files on their way
+    if (this.head >= 1024 && this.head * 2 >= this.inWorker.length) {
+      this.inWorker.splice(0, this.head)
+      this.base += this.head
+      this.head = 0
+    }
+    this.opts.onSettled?.(entry, err)
+    const w = this.waiters.get(entry)
+    if (w != null) {
+      this.waiters.delete(entry)
+      if (err != null) w.reject(err)
+      else w.resolve()
+    }
+  }
+
+  /** Make everything added so far durable and visible; resolves when done. */
   async flush (): Promise<void> {
     for (;;) {
       this.send()
       if (this.creating.size > 0) { await Promise.all(this.creating); await Promise.resolve(); continue }
-      if (this.waiting.length === 0 && this.running == null) return
+      if (this.createdSinceCommit === 0 && this.running == null) return
       this.kick()
       await this.running
     }
   }
 
-  /** Start a batch unless one is running (the next starts when it ends: group commit). */
+  /** Start a commit unless one is running (the next starts when it ends: group commit). */
   private kick (): void {
     clearTimeout(this.timer)
     this.timer = undefined
-    if (this.running != null || this.waiting.length === 0) return
-    const batch = this.waiting
-    const oneEach = [...this.waitingDevs.values()]
-    this.waiting = []
-    this.waitingDevs = new Map()
-    this.running = this.commit(batch, oneEach).finally(() => {
+    if (this.running != null || this.createdSinceCommit === 0) return
+    this.createdSinceCommit = 0
+    this.running = this.commit().finally(() => {
       this.running = undefined
-      if (this.waiting.length > 0) this.kick()
+      if (this.createdSinceCommit > 0) this.kick()
     })
   }
 
-  /** Durable, then visible: one syncfs per file system (`oneEach`: a temp file on each), or an fsync each, then the renames; all in the worker. */
-  private async commit (batch: Waiting[], oneEach: string[]): Promise<void> {
+  /** Durable, then visible: in the worker, one syncfs per file system (or an fsync each), then the renames. */
+  private async commit (): Promise<void> {
+    // every file the worker created before this request is covered by it (one queue, in order)
+    const upTo = this.seq
     try {
-      const reply = await fileWorker({ op: 'commit', syncPaths: this.syncfsWorks ? oneEach : null, items: batch.map(w => [w.temp, w.final]) })
-      if (reply.syncfsUnsupported === true) this.syncfsWorks = false
-      batch.forEach((w, i) => {
-        const r = reply.results[i]
-        if (r != null && r.error == null) w.done()
-        else w.done(workerError(r ?? { error: 'the file worker gave no result' }))
-      })
+      const reply = await fileWorker({ op: 'commit', owner: this.owner, fsyncEach: this.fsyncEach })
+      if (reply.syncfsUnsupported === true) this.fsyncEach = true
+      for (const fail of reply.failed ?? []) this.settle(fail[0], failureError(fail))
+      for (let s = this.settledBelow; s <= (reply.through ?? -1) && s < upTo; s++) this.settle(s)
     } catch (err) {
-      for (const w of batch) w.done(err as Error)
+      for (let s = this.settledBelow; s < upTo; s++) this.settle(s, err as Error)
     }
   }
+}
+
+function failureError ([, error, code]: FileFailure): Error {
+  return workerError({ error, code })
 }

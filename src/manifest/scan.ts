@@ -186,7 +186,7 @@ export async function hashEntries (root: string, files: Entry[], opts: Pick<Scan
     for (let c = chunk(); c.length > 0; c = chunk()) {
       const reply = await fileWorker({ op: 'hash', items: c.map(e => [join(root, e.path), e.size]) })
       c.forEach((e, i) => {
-        const r = reply.results[i]
+        const r = reply.results?.[i]
         if (r?.hash != null) hashed(e, r.hash)
         else if (r?.error != null) unreadable(e, workerError(r))
         else other.push(e)

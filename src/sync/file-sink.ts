@@ -1,7 +1,7 @@
-import { createHash, hash as hashOnce, type Hash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import type { Entry } from '../manifest/types.js'
 import { trace } from '../trace.js'
-import { AtomicFileWriter, HashMismatchError } from '../fs/atomic-writer.js'
+import { AtomicFileWriter } from '../fs/atomic-writer.js'
 import { SMALL_FILE_MAX, SmallFileBatch } from '../fs/small-file-batch.js'
 import { DestinationRoot } from '../fs/safe-path.js'
 
@@ -20,14 +20,6 @@ const MAX_FILES_IN_FLIGHT = 32
 /** Small files whose bytes may wait in memory (for their path check or deferred hash) at once. */
 const SMALL_HELD_MAX = 16 * 1024 * 1024
 
-/** SHA-256 of a small file's chunks: one call for the usual single chunk (a Hash object per file costs more than hashing it). */
-function digestOf (chunks: readonly Uint8Array[]): string {
-  if (chunks.length === 1) return hashOnce('sha256', chunks[0], 'hex')
-  const h = createHash('sha256')
-  for (const c of chunks) h.update(c)
-  return h.digest('hex')
-}
-
 export class SequenceError extends Error {
   override name = 'SequenceError'
 }
@@ -38,8 +30,8 @@ export interface SinkResult {
   failures: string[]
 }
 
-/** The SHA-256 a file must have: the manifest's, or (deferred) the one the source sends later. */
-export type ExpectedHash = (index: number, entry: Entry) => Promise<string | undefined>
+/** The SHA-256 a file must have: the manifest's, or (deferred) the one the source sends (a promise while it has not come). */
+export type ExpectedHash = (index: number, entry: Entry) => string | undefined | Promise<string | undefined>
 
 interface OpenFile {
   index: number
@@ -77,12 +69,12 @@ export class FileSink {
   private smallHeld = 0
   /** begin() calls waiting for held small-file bytes to drop below SMALL_HELD_MAX */
   private heldWaiters: Array<() => void> = []
-  private readonly batch = new SmallFileBatch()
+  private readonly batch = new SmallFileBatch({ onSettled: (entry, err) => { this.smallSettled(entry, err) } })
   private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
 
   private readonly place: FilePlacer
 
-  constructor (dst: DestinationRoot | FilePlacer, private readonly entries: readonly Entry[], private readonly files: readonly number[], private readonly offsets: ReadonlyMap<number, number> = new Map(), private readonly expected: ExpectedHash = async (_i, e) => e.hash) {
+  constructor (dst: DestinationRoot | FilePlacer, private readonly entries: readonly Entry[], private readonly files: readonly number[], private readonly offsets: ReadonlyMap<number, number> = new Map(), private readonly expected: ExpectedHash = (_i, e) => e.hash) {
     this.place = dst instanceof DestinationRoot ? (_i, e) => dst.resolveFast(e.path) : dst
   }
 
@@ -179,7 +171,11 @@ export class FileSink {
 
   /** Waits while the small files held in memory reach SMALL_HELD_MAX. */
   private async heldBelowMax (): Promise<void> {
-    while (this.smallHeld >= SMALL_HELD_MAX && this.smallPending > 0) await new Promise<void>(resolve => { this.heldWaiters.push(resolve) })
+    for (;;) {
+      if (this.batch.queuedBytes >= SMALL_HELD_MAX) await this.batch.drainedBelow(SMALL_HELD_MAX)
+      else if (this.smallHeld >= SMALL_HELD_MAX && this.smallPending > 0) await new Promise<void>(resolve => { this.heldWaiters.push(resolve) })
+      else return
+    }
   }
 
   async skip (index: number, reason: string): Promise<void> {
@@ -203,7 +199,6 @@ export class FileSink {
     if (this.next !== this.files.length) throw this.violation(`END after ${this.next} of ${this.files.length} files`)
     trace(`target: END received; ${this.smallPending} small files not yet durable, ${this.inFlight.size} large in flight`)
     await Promise.all(this.inFlight)
-    await this.batch.flush()
     await this.smallDone()
     trace('target: every file durable')
     return this.result
@@ -215,7 +210,6 @@ export class FileSink {
     this.current = undefined
     await Promise.all(this.inFlight)
     // verified small files are whole: they still go in place
-    await this.batch.flush()
     await this.smallDone()
     if (file?.small != null) return
     if (file != null) {
@@ -238,7 +232,7 @@ export class FileSink {
       await Promise.all(file.writes)
       if (file.failed) { await w.abort(); return }
       try {
-        const want = await this.expected(file.index, file.entry).catch(async (err) => { await w.abort(); throw err })
+        const want = await Promise.resolve(this.expected(file.index, file.entry)).catch(async (err) => { await w.abort(); throw err })
         await w.commit(file.hash!.digest('hex'), want)
         this.result.files++
         this.result.bytes += file.entry.size - file.offset
@@ -250,50 +244,45 @@ export class FileSink {
   }
 
   /**
-   * A complete small file: verify its bytes in memory, then hand them to the SmallFileBatch.
-   * Synchronous up to the hand-over when its path and hash are known (the usual case).
+   * A complete small file: to the SmallFileBatch, which copies its bytes at once and has the
+   * file worker verify them. Synchronous when its path and hash are known (the usual case);
+   * otherwise its bytes are held here until they are (at most SMALL_HELD_MAX in all).
    */
   private storeSmall (index: number, entry: Entry, chunks: Uint8Array[]): void {
-    this.smallHeld += entry.size
-    let held = true
-    const release = (): void => {
-      if (!held) return
-      held = false
-      this.smallHeld -= entry.size
-      if (this.smallHeld < SMALL_HELD_MAX && this.heldWaiters.length > 0) {
-        const waiters = this.heldWaiters
-        this.heldWaiters = []
-        for (const w of waiters) w()
-      }
-      chunks.length = 0
-    }
     this.smallPending++
-    const done = (err?: Error): void => {
-      if (err != null) this.fail(entry, err)
-      else {
-        this.result.files++
-        this.result.bytes += entry.size
-      }
-      release()
-      if (--this.smallPending === 0) this.smallIdle?.resolve()
-    }
-    const store = (abs: string, want: string | undefined): void => {
-      const digest = digestOf(chunks)
-      if (want == null || digest !== want) { done(new HashMismatchError(`${entry.path}: SHA-256 ${digest} does not match the source's`)); return }
-      // the bytes are held until the worker has them in a temp file; done once the batch is durable
-      this.batch.add(abs, entry, chunks, release, done)
-    }
     try {
       const placed = this.place(index, entry)
-      if (typeof placed === 'string' && entry.hash != null) { store(placed, entry.hash); return }
-      Promise.resolve(placed).then(async (abs) => { store(abs, await this.expected(index, entry)) }).catch(done)
+      const want = this.expected(index, entry)
+      if (typeof placed === 'string' && typeof want === 'string') { this.batch.add(placed, entry, chunks, want); return }
+      this.smallHeld += entry.size
+      Promise.all([placed, want]).then(([abs, sha256]) => {
+        if (sha256 == null) throw new Error('no hash to check it against')
+        this.batch.add(abs, entry, chunks, sha256)
+      }).catch((err: Error) => { this.smallSettled(entry, err) }).finally(() => {
+        this.smallHeld -= entry.size
+        if (this.smallHeld < SMALL_HELD_MAX && this.heldWaiters.length > 0) {
+          const waiters = this.heldWaiters
+          this.heldWaiters = []
+          for (const w of waiters) w()
+        }
+      })
     } catch (err) {
-      done(err as Error)
+      this.smallSettled(entry, err as Error)
     }
   }
 
-  /** Settles when no small file is on its way any more. */
+  private smallSettled (entry: Entry, err?: Error): void {
+    if (err != null) this.fail(entry, err)
+    else {
+      this.result.files++
+      this.result.bytes += entry.size
+    }
+    if (--this.smallPending === 0) this.smallIdle?.resolve()
+  }
+
+  /** Settles when no small file is on its way any more (the batch commits what comes later by itself). */
   private async smallDone (): Promise<void> {
+    await this.batch.flush()
     while (this.smallPending > 0) {
       this.smallIdle ??= Promise.withResolvers<void>()
       await this.smallIdle.promise

@@ -223,10 +223,14 @@ export class TargetSession {
   private hashesClosed?: Error
 
   /** The hash file `index` must have: the manifest's, or the deferred one from the source (waits for it). */
-  readonly expectedHash = async (index: number, e: Entry): Promise<string> => {
+  readonly expectedHash = (index: number, e: Entry): string | Promise<string> => {
     if (e.hash != null) return e.hash
     const known = this.lateHashes.get(index)
     if (known != null) return known
+    return this.awaitHash(index, e)
+  }
+
+  private async awaitHash (index: number, e: Entry): Promise<string> {
     if (this.hashesClosed != null) throw this.hashesClosed
     const waitMs = this.init.stallMs ?? 30_000
     return await new Promise<string>((resolve, reject) => {

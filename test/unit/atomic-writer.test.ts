@@ -376,7 +376,7 @@ describe('SmallFileBatch', () => {
   async function writeAll (dir: string): Promise<void> {
     // a batch that commits only when flushed: the state before the commit can be looked at
     const batch = new SmallFileBatch({ delayMs: 60_000 })
-    const writes = files.map(async (c, i) => { await batch.write(join(dir, `f${i}`), entryOf(i), [enc.encode(c)]) })
+    const writes = files.map(async (c, i) => { await batch.write(join(dir, `f${i}`), entryOf(i), [enc.encode(c)], sha(c)) })
     // the worker writes them under temp names; nothing is at a final path before the batch is durable
     const deadline = Date.now() + 10_000
     while (readdirSync(dir).filter(n => n.startsWith(TEMP_PREFIX)).length < files.length && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
@@ -418,9 +418,39 @@ describe('SmallFileBatch', () => {
   test('a file that cannot be created fails alone, leaving no temp file', async () => {
     const dir = await freshDir()
     const batch = new SmallFileBatch()
-    await assert.rejects(batch.write(join(dir, 'missing-dir', 'x'), fileEntry('x', 'x'), [enc.encode('x')]), /ENOENT/)
-    await batch.write(join(dir, 'y'), fileEntry('y', 'y'), [enc.encode('y')])
+    await assert.rejects(batch.write(join(dir, 'missing-dir', 'x'), fileEntry('x', 'x'), [enc.encode('x')], sha('x')), /ENOENT/)
+    await batch.write(join(dir, 'y'), fileEntry('y', 'y'), [enc.encode('y')], sha('y'))
     assert.deepEqual(await listAll(dir), ['y'])
+  })
+
+  test('bytes that do not have the expected SHA-256 are never written; the other files are', async () => {
+    const dir = await freshDir()
+    const batch = new SmallFileBatch()
+    const bad = batch.write(join(dir, 'bad'), fileEntry('bad', 'bad'), [enc.encode('BAD')], sha('bad'))
+    const good = batch.write(join(dir, 'good'), fileEntry('good', 'good'), [enc.encode('go'), enc.encode('od')], sha('good'))
+    await assert.rejects(bad, /SHA-256 [0-9a-f]{64} does not match the source's/)
+    await good
+    assert.deepEqual(await listAll(dir), ['good'])
+    assert.equal(await fsp.readFile(join(dir, 'good'), 'utf8'), 'good')
+  })
+
+  test('files of two batches (two sessions) are committed each by their own batch', async () => {
+    const dir = await freshDir()
+    const a = new SmallFileBatch({ delayMs: 60_000 })
+    const b = new SmallFileBatch({ delayMs: 60_000 })
+    const wa = a.write(join(dir, 'a'), fileEntry('a', 'a'), [enc.encode('a')], sha('a'))
+    const wb = b.write(join(dir, 'b'), fileEntry('b', 'b'), [enc.encode('b')], sha('b'))
+    const deadline = Date.now() + 10_000
+    while ((await tempLeftovers(dir)).length < 2 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+    assert.equal((await tempLeftovers(dir)).length, 2, 'both files are created under temp names')
+    await a.flush()
+    await wa
+    // b's file is created, but only b's commit puts it in place
+    assert.deepEqual((await listAll(dir)).filter(n => !n.startsWith(TEMP_PREFIX)), ['a'])
+    assert.equal((await tempLeftovers(dir)).length, 1)
+    await b.flush()
+    await wb
+    assert.deepEqual(await listAll(dir), ['a', 'b'])
   })
 })
 
