@@ -13,12 +13,15 @@ export function readSmallFileSync (path: string, size: number): Buffer | Error {
   let fd: number | undefined
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+    // one byte more than expected, to see growth; a short read of a regular file is its end,
+    // so the usual file takes one read, not a second one that returns 0
     const buf = Buffer.allocUnsafe(size + 1)
     let got = 0
     while (got < buf.byteLength) {
       const n = readSync(fd, buf, got, buf.byteLength - got, got)
       if (n === 0) break
       got += n
+      if (got === size) break
     }
     return got === size ? buf.subarray(0, size) : new Error('file changed size since the scan')
   } catch (err) {
@@ -37,3 +40,4 @@ export function hashSmallFileSync (path: string, size: number): string | NodeJS.
   if (!(content instanceof Error)) return hash('sha256', content, 'hex')
   return (content as NodeJS.ErrnoException).code != null ? content : undefined
 }
+
