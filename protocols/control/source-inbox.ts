@@ -1,6 +1,6 @@
 import type { FramedStream } from '../framing/framed-stream.js'
 import { ProtocolError, readJson } from '../framing/json.js'
-import { LateSourceMsg } from './messages.js'
+import { isHashesMsg, LateSourceMsg } from './messages.js'
 
 export interface SwitchVerdict { go: boolean, reason?: string }
 
@@ -29,7 +29,7 @@ export class SourceInbox {
     try {
       for (;;) {
         // no timer here: each wait that matters (a hash, the verdict) has its own
-        const m = await readJson(fs, LateSourceMsg)
+        const m = await readJson(fs, LateSourceMsg, undefined, isHashesMsg)
         if (m == null) {
           this.ended = new ProtocolError('the source closed the control stream')
           onEnd(this.ended)

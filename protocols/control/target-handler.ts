@@ -13,7 +13,7 @@ import type { SessionRegistry } from '../../src/sync/sessions.js'
 import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.js'
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { SourceInbox } from './source-inbox.js'
-import { EntriesMsg, ManifestEndMsg, ManifestOrHeartbeatMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
+import { EntriesMsg, isEntriesMsg, ManifestEndMsg, ManifestOrHeartbeatMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
 import type { z } from 'zod/v3'
 
 export interface TargetHandlerOptions {
@@ -166,7 +166,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     if (start.entryCount > MAX_ENTRIES) throw new ControlRefusal('too-large', `manifest of ${start.entryCount} entries exceeds the limit of ${MAX_ENTRIES}`)
     const entries: Entry[] = []
     while (entries.length < start.entryCount) {
-      const m = await expectJson(fs, EntriesMsg, stepSignal())
+      const m = await expectJson(fs, EntriesMsg, stepSignal(), isEntriesMsg)
       if (entries.length + m.entries.length > start.entryCount) throw new ControlRefusal('bad-manifest', 'more entries than announced')
       for (const w of m.entries) entries.push(toEntry(w))
     }
