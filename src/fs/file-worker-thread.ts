@@ -24,13 +24,14 @@ function failure (err: unknown): WorkerResult {
 let created: Array<{ owner: number, seq: number, temp: string, final: string, dev: number }> = []
 
 /** Verify, create, write, set metadata, close: one small file of a `files` request. */
-function createOne (req: FilesRequest, i: number, data: Uint8Array, offset: number): void {
+function createOne (req: FilesRequest, i: number, data: Uint8Array, offset: number, devOf: Map<string, number>): void {
   const length = req.lengths[i]
   const bytes = data.subarray(offset, offset + length)
   const digest = hash('sha256', bytes, 'hex')
   if (digest !== req.hashes[i]) throw Object.assign(new Error(`SHA-256 ${digest} does not match the source's`), { code: 'EHASH' })
   const m = 6 * i
-  const temp = tempNameIn(dirname(req.finals[i]))
+  const dir = dirname(req.finals[i])
+  const temp = tempNameIn(dir)
   let fd: number | undefined
   try {
     // O_EXCL: never opens an existing file or follows a planted symlink
@@ -40,7 +41,9 @@ function createOne (req: FilesRequest, i: number, data: Uint8Array, offset: numb
     if (req.meta[m + 2] >= 0) fchownSync(fd, req.meta[m + 2], req.meta[m + 3])
     if (req.meta[m + 1] >= 0) fchmodSync(fd, req.meta[m + 1])
     futimesSync(fd, new Date(), utimesValue({ mtime: req.meta[m + 4], mtimeNsec: req.meta[m + 5] }))
-    const dev = fstatSync(fd).dev
+    // a file is on its directory's file system: one fstat per directory and request
+    let dev = devOf.get(dir)
+    if (dev == null) { dev = fstatSync(fd).dev; devOf.set(dir, dev) }
     const done = fd
     fd = undefined // never closed twice (a descriptor number is reused at once, by any thread)
     closeSync(done)
@@ -55,10 +58,11 @@ function createOne (req: FilesRequest, i: number, data: Uint8Array, offset: numb
 function createFiles (req: FilesRequest): FileFailure[] {
   const data = new Uint8Array(req.data)
   const failed: FileFailure[] = []
+  const devOf = new Map<string, number>()
   let offset = 0
   for (let i = 0; i < req.finals.length; i++) {
     try {
-      createOne(req, i, data, offset)
+      createOne(req, i, data, offset, devOf)
     } catch (err) {
       const e = err as NodeJS.ErrnoException
       failed.push([req.seq + i, e.message ?? String(err), e.code])
