@@ -41,3 +41,26 @@ export function hashSmallFileSync (path: string, size: number): string | NodeJS.
   return (content as NodeJS.ErrnoException).code != null ? content : undefined
 }
 
+/**
+ * readSmallFileSync into `into` at `at`, without a buffer of its own. Returns the size, or
+ * the error (a size other than `size` is one). Needs `size + 1` bytes of room at `at`: the
+ * byte after the file shows growth, and may be overwritten.
+ */
+export function readSmallFileInto (path: string, size: number, into: Uint8Array, at: number): number | Error {
+  let fd: number | undefined
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+    let got = 0
+    while (got < size + 1) {
+      const n = readSync(fd, into, at + got, size + 1 - got, got)
+      if (n === 0) break
+      got += n
+      if (got === size) break
+    }
+    return got === size ? size : new Error('file changed size since the scan')
+  } catch (err) {
+    return err as Error
+  } finally {
+    if (fd != null) closeSync(fd)
+  }
+}

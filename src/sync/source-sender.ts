@@ -6,9 +6,9 @@ import { promisify } from 'node:util'
 import { deflateRaw } from 'node:zlib'
 import type { Libp2p } from '@libp2p/interface'
 import { ChildLink, type ChildTarget } from '../../protocols/relay/child-link.js'
-import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeFileRecordHeader, encodeSkip, FILES_HEADER, FILES_RECORD_HEADER_BYTES, FILES_RECORD_MAX } from '../../protocols/relay/frames.js'
+import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, FILES_HEADER, FILES_RECORD_HEADER_BYTES, FILES_RECORD_MAX } from '../../protocols/relay/frames.js'
 import type { Entry } from '../manifest/types.js'
-import { readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
+import { readSmallFileInto, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 
 const deflate = promisify(deflateRaw)
 
@@ -88,14 +88,15 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
     batchBytes = 0
     await Promise.all(links.map(async l => { await l.send(frames) }))
   }
-  // whole small files go out as records of one FILES frame of up to frameBytes
-  let filesFrame: Uint8Array[] = []
+  // whole small files go out as records of one FILES frame of up to frameBytes, read straight
+  // into the frame's buffer: no object per file lives until the frame is sent
+  let filesFrame: Buffer | undefined
   let filesBytes = 0
   const closeFiles = (): void => {
-    if (filesFrame.length === 0) return
-    batch.push(filesFrame)
+    if (filesFrame == null) return
+    batch.push([filesFrame.subarray(0, filesBytes)])
     batchBytes += filesBytes
-    filesFrame = []
+    filesFrame = undefined
     filesBytes = 0
   }
   const sendAll = async (parts: Uint8Array[]): Promise<void> => {
@@ -126,6 +127,27 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
     const e = entries[index]
     prefetch(k)
     const offset = opts.offsets?.get(index) ?? 0
+    if (isSmall(e) && offset === 0 && !opts.compress && e.size <= FILES_RECORD_MAX && e.size <= SYNC_READ_MAX) {
+      if (filesFrame != null && filesBytes + FILES_RECORD_HEADER_BYTES + e.size > opts.frameBytes) {
+        closeFiles()
+        if (batchBytes >= opts.frameBytes) await flush()
+      }
+      // room for the largest record and the byte that shows a file grew
+      filesFrame ??= Buffer.allocUnsafe(Math.max(opts.frameBytes, FILES_HEADER.byteLength + FILES_RECORD_HEADER_BYTES + FILES_RECORD_MAX) + 1)
+      if (filesBytes === 0) { filesFrame.set(FILES_HEADER, 0); filesBytes = FILES_HEADER.byteLength }
+      const at = filesBytes + FILES_RECORD_HEADER_BYTES
+      // a synchronous read is cheaper than any read-ahead for files this small
+      const got = readSmallFileInto(join(srcRoot, e.path), e.size, filesFrame, at)
+      if (got instanceof Error) {
+        await sendAll([encodeSkip(index, (got as NodeJS.ErrnoException).code ?? got.message)])
+        continue
+      }
+      filesFrame.writeUInt32BE(index, filesBytes)
+      filesFrame.writeUInt32BE(e.size, filesBytes + 4)
+      filesBytes = at + e.size
+      if (e.hash == null) opts.onFileHash?.(index, hashOnce('sha256', filesFrame.subarray(at, at + e.size), 'hex'))
+      continue
+    }
     if (isSmall(e) && offset === 0) {
       // tiny files: a synchronous read is cheaper than any read-ahead
       const content = e.size <= SYNC_READ_MAX ? readSmallFileSync(join(srcRoot, e.path), e.size) : await ahead.get(k)!
@@ -134,18 +156,8 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
         await sendAll([encodeSkip(index, (content as NodeJS.ErrnoException).code ?? content.message)])
         continue
       }
-      if (opts.compress || e.size > FILES_RECORD_MAX) {
-        await sendAll([encodeBegin(index, 0)])
-        if (e.size > 0) await sendData(content)
-      } else {
-        if (filesFrame.length > 0 && filesBytes + FILES_RECORD_HEADER_BYTES + e.size > opts.frameBytes) {
-          closeFiles()
-          if (batchBytes >= opts.frameBytes) await flush()
-        }
-        if (filesFrame.length === 0) { filesFrame.push(FILES_HEADER); filesBytes = FILES_HEADER.byteLength }
-        filesFrame.push(encodeFileRecordHeader(index, e.size), content)
-        filesBytes += FILES_RECORD_HEADER_BYTES + e.size
-      }
+      await sendAll([encodeBegin(index, 0)])
+      if (e.size > 0) await sendData(content)
       if (e.hash == null) opts.onFileHash?.(index, hashOnce('sha256', content, 'hex'))
       continue
     }
