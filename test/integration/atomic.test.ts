@@ -49,7 +49,7 @@ describe('--atomic', () => {
     const src = lab.hostPath('src', 'data');
     // older than the hash cache's 2 s racy window: the hashes the source computes while sending
     // (every new file's hash is deferred) are kept, so the second run knows the staged contents
-    const mtime = new Date(Date.now() - 3_600_000);
+    const mtime = new Date(Math.floor(Date.now() / 1000 - 3600) * 1000);
     await writeTree(src, {
       'same.txt': file('unchanged\n', { mtime }),
       'edit.txt': file('new text\n', { mtime }),

@@ -23,7 +23,9 @@ describe('re-sync of a known tree', () => {
     // the files are old enough for the source's hash cache to keep the hashes it computes
     // while sending (a file changed in the last 2 s is not cached, so its hash stays deferred
     // and the source's digest cannot equal the target's record)
-    const old = new Date(Date.now() - 3_600_000);
+    // whole seconds: a time with a fraction drifts by a microsecond each time it passes through
+    // utimes as float seconds (here and in the test's own copy below), and the diff allows 2 µs
+    const old = new Date(Math.floor(Date.now() / 1000 - 3600) * 1000);
     await writeTree(lab.hostPath('src', 'data'), {
       'a.txt': file('alpha\n', { mtime: old }),
       'sub/': dir({ mode: 0o750 }),
@@ -31,6 +33,8 @@ describe('re-sync of a known tree', () => {
       'sub/link': { kind: 'symlink', target: 'b.txt' },
       'big.bin': file(randomBytes(3 * 1024 * 1024), { mtime: old }),
     });
+    // the root too: the test copies the target root's times below, and a fraction could drift
+    await utimes(lab.hostPath('src', 'data'), old, old);
   }, { timeout: 120_000 });
 
   after(async () => {
@@ -94,7 +98,7 @@ describe('re-sync of a known tree', () => {
 
     // the source changes: another digest
     await writeFile(join(src, 'a.txt'), 'alpha, changed\n');
-    await utimes(join(src, 'a.txt'), new Date(), new Date(Date.now() - 60_000));
+    await utimes(join(src, 'a.txt'), new Date(), new Date(Math.floor(Date.now() / 1000 - 60) * 1000));
     await run('after a change on the source', 'ok', false, '-d');
     await run('then known again', 'unchanged', true, '-d');
   });
