@@ -52,12 +52,15 @@ export function encodeSkip (index: number, reason: string): Uint8Array {
 }
 export const END_FRAME = Uint8Array.of(FrameKind.End)
 export const FILES_HEADER = Uint8Array.of(FrameKind.Files)
-/** The 8 bytes before a FILES record's content. */
-export function encodeFileRecordHeader (index: number, length: number): Uint8Array {
-  const b = new Uint8Array(FILES_RECORD_HEADER_BYTES)
-  const v = new DataView(b.buffer)
+/** The 8 bytes before a FILES record's content, written into `into` at `at`. */
+export function writeFileRecordHeader (into: Uint8Array, at: number, index: number, length: number): void {
+  const v = new DataView(into.buffer, into.byteOffset + at, FILES_RECORD_HEADER_BYTES)
   v.setUint32(0, index)
   v.setUint32(4, length)
+}
+export function encodeFileRecordHeader (index: number, length: number): Uint8Array {
+  const b = new Uint8Array(FILES_RECORD_HEADER_BYTES)
+  writeFileRecordHeader(b, 0, index, length)
   return b
 }
 

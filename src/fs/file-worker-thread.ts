@@ -20,6 +20,11 @@ function failure (err: unknown): WorkerResult {
   return { error: e.message ?? String(err), code: e.code }
 }
 
+function fileFailure (seq: number, err: unknown): FileFailure {
+  const { error, code } = failure(err)
+  return [seq, error!, code]
+}
+
 /** Created files waiting for their owner's commit (each SmallFileBatch is an owner). */
 let created: Array<{ owner: number, seq: number, temp: string, final: string, dev: number }> = []
 
@@ -64,8 +69,7 @@ function createFiles (req: FilesRequest): FileFailure[] {
     try {
       createOne(req, i, data, offset, devOf)
     } catch (err) {
-      const e = err as NodeJS.ErrnoException
-      failed.push([req.seq + i, e.message ?? String(err), e.code])
+      failed.push(fileFailure(req.seq + i, err))
     }
     offset += req.lengths[i]
   }
@@ -124,8 +128,7 @@ async function handle (req: WorkerRequest): Promise<WorkerReply> {
       renameSync(temp, final)
     } catch (err) {
       try { unlinkSync(temp) } catch {}
-      const e = err as NodeJS.ErrnoException
-      failed.push([seq, e.message ?? String(err), e.code])
+      failed.push(fileFailure(seq, err))
     }
   }
   return { id: req.id, through, failed, syncfsUnsupported: fsyncEach && !req.fsyncEach }

@@ -10,25 +10,9 @@ export const SYNC_READ_MAX = 64 * 1024
 
 /** The whole content of a small file (never through a symlink), or the error; a size other than `size` is an error. */
 export function readSmallFileSync (path: string, size: number): Buffer | Error {
-  let fd: number | undefined
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
-    // one byte more than expected, to see growth; a short read of a regular file is its end,
-    // so the usual file takes one read, not a second one that returns 0
-    const buf = Buffer.allocUnsafe(size + 1)
-    let got = 0
-    while (got < buf.byteLength) {
-      const n = readSync(fd, buf, got, buf.byteLength - got, got)
-      if (n === 0) break
-      got += n
-      if (got === size) break
-    }
-    return got === size ? buf.subarray(0, size) : new Error('file changed size since the scan')
-  } catch (err) {
-    return err as Error
-  } finally {
-    if (fd != null) closeSync(fd)
-  }
+  const buf = Buffer.allocUnsafe(size + 1)
+  const got = readSmallFileInto(path, size, buf, 0)
+  return got instanceof Error ? got : buf.subarray(0, size)
 }
 
 /**
@@ -42,9 +26,10 @@ export function hashSmallFileSync (path: string, size: number): string | NodeJS.
 }
 
 /**
- * readSmallFileSync into `into` at `at`, without a buffer of its own. Returns the size, or
+ * A small file read whole into `into` at `at` (never through a symlink). Returns the size, or
  * the error (a size other than `size` is one). Needs `size + 1` bytes of room at `at`: the
- * byte after the file shows growth, and may be overwritten.
+ * byte after the file shows growth, and may be overwritten. A short read of a regular file is
+ * its end, so the usual file takes one read, not a second one that returns 0.
  */
 export function readSmallFileInto (path: string, size: number, into: Uint8Array, at: number): number | Error {
   let fd: number | undefined

@@ -6,7 +6,7 @@ import { promisify } from 'node:util'
 import { deflateRaw } from 'node:zlib'
 import type { Libp2p } from '@libp2p/interface'
 import { ChildLink, type ChildTarget } from '../../protocols/relay/child-link.js'
-import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, FILES_HEADER, FILES_RECORD_HEADER_BYTES, FILES_RECORD_MAX } from '../../protocols/relay/frames.js'
+import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, FILES_HEADER, FILES_RECORD_HEADER_BYTES, FILES_RECORD_MAX, writeFileRecordHeader } from '../../protocols/relay/frames.js'
 import type { Entry } from '../manifest/types.js'
 import { readSmallFileInto, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 
@@ -142,8 +142,7 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
         await sendAll([encodeSkip(index, (got as NodeJS.ErrnoException).code ?? got.message)])
         continue
       }
-      filesFrame.writeUInt32BE(index, filesBytes)
-      filesFrame.writeUInt32BE(e.size, filesBytes + 4)
+      writeFileRecordHeader(filesFrame, filesBytes, index, e.size)
       filesBytes = at + e.size
       if (e.hash == null) opts.onFileHash?.(index, hashOnce('sha256', filesFrame.subarray(at, at + e.size), 'hex'))
       continue
