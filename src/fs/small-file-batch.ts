@@ -61,9 +61,6 @@ export class SmallFileBatch {
   /** Bytes of added files not yet written to their temp files. */
   get queuedBytes (): number { return this.queued }
 
-  /** Files added and not yet settled. */
-  get pending (): number { return this.seq - this.settledBelow }
-
   /** Every file numbered below this is settled. */
   private get settledBelow (): number { return this.base + this.head }
 

@@ -67,7 +67,7 @@ export class FileSink {
   private smallIdle?: PromiseWithResolvers<void>
   /** bytes of small files kept in memory until written (their frames are credited already) */
   private smallHeld = 0
-  /** begin() calls waiting for held small-file bytes to drop below SMALL_HELD_MAX */
+  /** begin() and wholeFiles() calls waiting for held small-file bytes to drop below SMALL_HELD_MAX */
   private heldWaiters: Array<() => void> = []
   private readonly batch = new SmallFileBatch({ onSettled: (entry, err) => { this.smallSettled(entry, err) } })
   private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
@@ -86,10 +86,8 @@ export class FileSink {
 
   /** Start the next file; waits while MAX_FILES_IN_FLIGHT files are still being written. */
   async begin (index: number, offset: number): Promise<void> {
-    if (this.current != null) throw this.violation(`BEGIN ${index} before file ${this.current.entry.path} was complete`)
-    if (this.next >= this.files.length || this.files[this.next] !== index) throw this.violation(`unexpected file index ${index}`)
+    this.takeNext(index, 'BEGIN')
     if (offset !== (this.offsets.get(index) ?? 0)) throw this.violation(`file index ${index} begins at offset ${offset}, but this target asked for offset ${this.offsets.get(index) ?? 0}`)
-    this.next++
     const entry = this.entries[index]
     if (entry.size <= SMALL_FILE_MAX && offset === 0) {
       await this.heldBelowMax()
@@ -156,17 +154,22 @@ export class FileSink {
    */
   async wholeFiles (files: ReadonlyArray<{ index: number, data: Uint8Array }>): Promise<void> {
     for (const { index, data } of files) {
-      if (this.current != null) throw this.violation(`FILES record ${index} before file ${this.current.entry.path} was complete`)
-      if (this.next >= this.files.length || this.files[this.next] !== index) throw this.violation(`unexpected file index ${index}`)
+      this.takeNext(index, 'FILES record')
       if ((this.offsets.get(index) ?? 0) !== 0) throw this.violation(`file index ${index} came whole, but this target asked for it from offset ${this.offsets.get(index) ?? 0}`)
       const entry = this.entries[index]
       if (data.byteLength !== entry.size) throw this.violation(`${entry.path}: FILES record of ${data.byteLength} bytes, but the file has ${entry.size}`)
       if (entry.size > SMALL_FILE_MAX) throw this.violation(`${entry.path}: ${entry.size} bytes is too large for a FILES record`)
-      this.next++
       this.received += data.byteLength
       this.storeSmall(index, entry, [data])
     }
     await this.heldBelowMax()
+  }
+
+  /** File `index` must be the next of the class, with no file open: it becomes the current one's turn. */
+  private takeNext (index: number, what: string): void {
+    if (this.current != null) throw this.violation(`${what} ${index} before file ${this.current.entry.path} was complete`)
+    if (this.next >= this.files.length || this.files[this.next] !== index) throw this.violation(`unexpected file index ${index}`)
+    this.next++
   }
 
   /** Waits while the small files held in memory reach SMALL_HELD_MAX. */
