@@ -61,6 +61,22 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
   // the root itself may be a symlink to a directory (as with rsync SRC/); nothing below it is followed
   const rootSt = await stat(root, { bigint: true })
   if (!rootSt.isDirectory()) throw new NotADirectoryError(`${root} is not a directory`)
+  const entries = await walk(root, opts)
+  entries.sort((a, b) => comparePaths(a.path, b.path))
+
+  const deferred = opts.hash ? await hashEntries(root, entries.filter(e => e.type === 'file'), opts) : new Set<Entry>()
+  const kept = entries.filter(e => e.type !== 'file' || !opts.hash || e.hash != null || deferred.has(e))
+  const rootM = rootMeta(rootSt)
+  // a target's scan of its own tree never needs the digest (≈ 1 µs per entry)
+  return { root: rootM, entries: kept, digest: opts.digest === false ? '' : manifestDigest(rootM, kept) }
+}
+
+/**
+ * Every entry under `root`, unsorted. Its own function (and statEntry another), apart from the
+ * code that runs once after the walk: a function optimized while its loop runs is deoptimized
+ * when it first reaches code it had not run yet, and recompiled on the next sync.
+ */
+async function walk (root: string, opts: ScanOptions): Promise<Entry[]> {
   const entries: Entry[] = []
   const warn = opts.onWarning ?? (() => {})
 
@@ -97,44 +113,43 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
         await new Promise(resolve => setImmediate(resolve))
         opts.signal?.throwIfAborted()
       }
-      const path = rel === '' ? name : `${rel}/${name}`
-      let st: BigIntStats
-      try {
-        st = lstatSync(join(root, path), { bigint: true })
-      } catch (err: any) {
-        if (err.code !== 'ENOENT') warn(`cannot stat ${path}: ${err.code ?? err.message}`)
-        continue
-      }
-      // one literal with every field, in one order: all entries share a hidden class, which
-      // keeps every later pass over them (digest, diff, wire encoding) fast
-      const { mtime, mtimeNsec } = timeOf(st)
-      const mode = Number(st.mode) & 0o7777
-      const uid = Number(st.uid)
-      const gid = Number(st.gid)
-      const ino = Number(st.ino)
-      if (st.isDirectory()) {
-        entries.push({ path, type: 'dir', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: undefined, uid, gid, ino })
-        dirs.push(path)
-      } else if (st.isFile()) {
-        entries.push({ path, type: 'file', mode, mtime, mtimeNsec, size: Number(st.size), hash: undefined, target: undefined, uid, gid, ino })
-      } else if (st.isSymbolicLink()) {
-        try {
-          entries.push({ path, type: 'symlink', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: readlinkSync(join(root, path)), uid, gid, ino })
-        } catch (err: any) {
-          warn(`cannot read link ${path}: ${err.code ?? err.message}`)
-        }
-      } else {
-        warn(`skipping ${path}: not a regular file, directory or symlink`)
-      }
+      const e = statEntry(root, rel === '' ? name : `${rel}/${name}`, warn)
+      if (e == null) continue
+      entries.push(e)
+      if (e.type === 'dir') dirs.push(e.path)
     }
   }
-  entries.sort((a, b) => comparePaths(a.path, b.path))
+  return entries
+}
 
-  const deferred = opts.hash ? await hashEntries(root, entries.filter(e => e.type === 'file'), opts) : new Set<Entry>()
-  const kept = entries.filter(e => e.type !== 'file' || !opts.hash || e.hash != null || deferred.has(e))
-  const rootM = rootMeta(rootSt)
-  // a target's scan of its own tree never needs the digest (≈ 1 µs per entry)
-  return { root: rootM, entries: kept, digest: opts.digest === false ? '' : manifestDigest(rootM, kept) }
+/** The entry for one path (lstat, never following a symlink), or undefined with a warning. */
+function statEntry (root: string, path: string, warn: (message: string) => void): Entry | undefined {
+  let st: BigIntStats
+  try {
+    st = lstatSync(join(root, path), { bigint: true })
+  } catch (err: any) {
+    if (err.code !== 'ENOENT') warn(`cannot stat ${path}: ${err.code ?? err.message}`)
+    return undefined
+  }
+  // one literal with every field, in one order: all entries share a hidden class, which
+  // keeps every later pass over them (digest, diff, wire encoding) fast
+  const { mtime, mtimeNsec } = timeOf(st)
+  const mode = Number(st.mode) & 0o7777
+  const uid = Number(st.uid)
+  const gid = Number(st.gid)
+  const ino = Number(st.ino)
+  if (st.isDirectory()) return { path, type: 'dir', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: undefined, uid, gid, ino }
+  if (st.isFile()) return { path, type: 'file', mode, mtime, mtimeNsec, size: Number(st.size), hash: undefined, target: undefined, uid, gid, ino }
+  if (st.isSymbolicLink()) {
+    try {
+      return { path, type: 'symlink', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: readlinkSync(join(root, path)), uid, gid, ino }
+    } catch (err: any) {
+      warn(`cannot read link ${path}: ${err.code ?? err.message}`)
+      return undefined
+    }
+  }
+  warn(`skipping ${path}: not a regular file, directory or symlink`)
+  return undefined
 }
 
 /** Small files hashed per chunk (between two turns of the event loop, or per request to the file worker). */

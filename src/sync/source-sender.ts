@@ -76,106 +76,154 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
       return undefined
     }
   }))).filter((l): l is ChildLink => l != null)
-  // frames of small files are batched into one send (one muxer frame, one encryption)
-  let batch: Uint8Array[][] = []
-  let batchBytes = 0
-  const flush = async (): Promise<void> => {
-    closeFiles()
-    if (batch.length === 0) return
-    opts.beforeSend?.()
-    const frames = batch
-    batch = []
-    batchBytes = 0
-    await Promise.all(links.map(async l => { await l.send(frames) }))
-  }
-  // whole small files go out as records of one FILES frame of up to frameBytes, read straight
-  // into the frame's buffer: no object per file lives until the frame is sent
-  let filesFrame: Buffer | undefined
-  let filesBytes = 0
-  const closeFiles = (): void => {
-    if (filesFrame == null) return
-    batch.push([filesFrame.subarray(0, filesBytes)])
-    batchBytes += filesBytes
-    filesFrame = undefined
-    filesBytes = 0
-  }
-  const sendAll = async (parts: Uint8Array[]): Promise<void> => {
-    closeFiles()
-    batch.push(parts)
-    for (const p of parts) batchBytes += p.byteLength
-    if (batchBytes >= opts.frameBytes) await flush()
-  }
-  const anyAlive = (): boolean => links.some(l => l.alive)
+  const sender = new ClassSender(links, srcRoot, entries, opts)
+  await sender.sendFiles(files)
+  await sender.flush()
+  const verdicts = await Promise.all(links.map(async l => ({ peer: l.peer, ...(await l.finish()) })))
+  for (const v of verdicts) if (!v.ok) opts.onChildFailed(v.peer, v.error ?? 'failed')
+}
 
-  const sendData = async (chunk: Buffer): Promise<void> => {
-    if (opts.compress) await sendAll([DATAZ_HEADER, await deflate(chunk, { level: 1 })])
-    else await sendAll([DATA_HEADER, chunk])
+/**
+ * The per-file work of sendClass, in methods small enough to stay optimized: one function
+ * holding the whole send was optimized while its loop ran, then deoptimized at code it had not
+ * reached yet, and recompiled (60-90 ms of compiler time) on each of the next syncs.
+ */
+class ClassSender {
+  /** frames of small files are batched into one send (one muxer frame, one encryption) */
+  private batch: Uint8Array[][] = []
+  private batchBytes = 0
+  /**
+   * whole small files go out as records of one FILES frame of up to frameBytes, read straight
+   * into the frame's buffer: no object per file lives until the frame is sent
+   */
+  private filesFrame: Buffer | undefined = undefined
+  private filesBytes = 0
+  /** files of at most one frame are read ahead, in parallel, while earlier ones are sent */
+  private readonly ahead = new Map<number, Promise<Buffer | Error>>()
+
+  constructor (
+    private readonly links: ChildLink[],
+    private readonly srcRoot: string,
+    private readonly entries: readonly Entry[],
+    private readonly opts: SendClassOptions
+  ) {}
+
+  async sendFiles (files: readonly number[]): Promise<void> {
+    const opts = this.opts
+    for (let k = 0; k < files.length; k++) {
+      if (!this.anyAlive()) break
+      const index = files[k]
+      const e = this.entries[index]
+      this.prefetch(files, k)
+      const offset = opts.offsets?.get(index) ?? 0
+      if (this.isSmall(e) && offset === 0 && !opts.compress && e.size <= FILES_RECORD_MAX && e.size <= SYNC_READ_MAX) {
+        if (this.filesFrame != null && this.filesBytes + FILES_RECORD_HEADER_BYTES + e.size > opts.frameBytes) {
+          this.closeFiles()
+          if (this.batchBytes >= opts.frameBytes) await this.flush()
+        }
+        const err = this.addRecord(index, e)
+        if (err != null) await this.sendAll([encodeSkip(index, err.code ?? err.message)])
+      } else if (this.isSmall(e) && offset === 0) {
+        await this.sendSmall(k, index, e)
+      } else {
+        await this.sendLarge(index, e, offset)
+      }
+    }
   }
-  // files of at most one frame are read ahead, in parallel, while earlier ones are sent
-  const isSmall = (e: Entry): boolean => e.size <= opts.frameBytes
-  const ahead = new Map<number, Promise<Buffer | Error>>()
-  const prefetch = (k: number): void => {
+
+  /** Send the batched frames to every child. */
+  async flush (): Promise<void> {
+    this.closeFiles()
+    if (this.batch.length === 0) return
+    this.opts.beforeSend?.()
+    const frames = this.batch
+    this.batch = []
+    this.batchBytes = 0
+    await Promise.all(this.links.map(async l => { await l.send(frames) }))
+  }
+
+  private closeFiles (): void {
+    if (this.filesFrame == null) return
+    this.batch.push([this.filesFrame.subarray(0, this.filesBytes)])
+    this.batchBytes += this.filesBytes
+    this.filesFrame = undefined
+    this.filesBytes = 0
+  }
+
+  private async sendAll (parts: Uint8Array[]): Promise<void> {
+    this.closeFiles()
+    this.batch.push(parts)
+    for (const p of parts) this.batchBytes += p.byteLength
+    if (this.batchBytes >= this.opts.frameBytes) await this.flush()
+  }
+
+  private anyAlive (): boolean {
+    return this.links.some(l => l.alive)
+  }
+
+  private isSmall (e: Entry): boolean {
+    return e.size <= this.opts.frameBytes
+  }
+
+  private async sendData (chunk: Buffer): Promise<void> {
+    if (this.opts.compress) await this.sendAll([DATAZ_HEADER, await deflate(chunk, { level: 1 })])
+    else await this.sendAll([DATA_HEADER, chunk])
+  }
+
+  private prefetch (files: readonly number[], k: number): void {
     for (let j = k; j < Math.min(files.length, k + LOOKAHEAD_FILES); j++) {
-      const e = entries[files[j]]
-      if (!ahead.has(j) && isSmall(e) && e.size > SYNC_READ_MAX && (opts.offsets?.get(files[j]) ?? 0) === 0) ahead.set(j, readWhole(join(srcRoot, e.path), e.size))
+      const e = this.entries[files[j]]
+      if (!this.ahead.has(j) && this.isSmall(e) && e.size > SYNC_READ_MAX && (this.opts.offsets?.get(files[j]) ?? 0) === 0) this.ahead.set(j, readWhole(join(this.srcRoot, e.path), e.size))
     }
   }
 
-  for (let k = 0; k < files.length; k++) {
-    if (!anyAlive()) break
-    const index = files[k]
-    const e = entries[index]
-    prefetch(k)
-    const offset = opts.offsets?.get(index) ?? 0
-    if (isSmall(e) && offset === 0 && !opts.compress && e.size <= FILES_RECORD_MAX && e.size <= SYNC_READ_MAX) {
-      if (filesFrame != null && filesBytes + FILES_RECORD_HEADER_BYTES + e.size > opts.frameBytes) {
-        closeFiles()
-        if (batchBytes >= opts.frameBytes) await flush()
-      }
-      // room for the largest record and the byte that shows a file grew
-      filesFrame ??= Buffer.allocUnsafe(Math.max(opts.frameBytes, FILES_HEADER.byteLength + FILES_RECORD_HEADER_BYTES + FILES_RECORD_MAX) + 1)
-      if (filesBytes === 0) { filesFrame.set(FILES_HEADER, 0); filesBytes = FILES_HEADER.byteLength }
-      const at = filesBytes + FILES_RECORD_HEADER_BYTES
-      // a synchronous read is cheaper than any read-ahead for files this small
-      const got = readSmallFileInto(join(srcRoot, e.path), e.size, filesFrame, at)
-      if (got instanceof Error) {
-        await sendAll([encodeSkip(index, (got as NodeJS.ErrnoException).code ?? got.message)])
-        continue
-      }
-      writeFileRecordHeader(filesFrame, filesBytes, index, e.size)
-      filesBytes = at + e.size
-      if (e.hash == null) opts.onFileHash?.(index, hashOnce('sha256', filesFrame.subarray(at, at + e.size), 'hex'))
-      continue
+  /** A whole small file as a record of the FILES frame being filled (read straight into it); or why it cannot be read. */
+  private addRecord (index: number, e: Entry): NodeJS.ErrnoException | undefined {
+    // room for the largest record and the byte that shows a file grew
+    const frame = this.filesFrame ??= Buffer.allocUnsafe(Math.max(this.opts.frameBytes, FILES_HEADER.byteLength + FILES_RECORD_HEADER_BYTES + FILES_RECORD_MAX) + 1)
+    if (this.filesBytes === 0) { frame.set(FILES_HEADER, 0); this.filesBytes = FILES_HEADER.byteLength }
+    const at = this.filesBytes + FILES_RECORD_HEADER_BYTES
+    // a synchronous read is cheaper than any read-ahead for files this small
+    const got = readSmallFileInto(join(this.srcRoot, e.path), e.size, frame, at)
+    if (got instanceof Error) return got
+    writeFileRecordHeader(frame, this.filesBytes, index, e.size)
+    this.filesBytes = at + e.size
+    if (e.hash == null) this.opts.onFileHash?.(index, hashOnce('sha256', frame.subarray(at, at + e.size), 'hex'))
+    return undefined
+  }
+
+  /** A file of at most one frame, as BEGIN and one DATA frame (compressed, or read ahead). */
+  private async sendSmall (k: number, index: number, e: Entry): Promise<void> {
+    // tiny files: a synchronous read is cheaper than any read-ahead
+    const content = e.size <= SYNC_READ_MAX ? readSmallFileSync(join(this.srcRoot, e.path), e.size) : await this.ahead.get(k)!
+    this.ahead.delete(k)
+    if (content instanceof Error) {
+      await this.sendAll([encodeSkip(index, (content as NodeJS.ErrnoException).code ?? content.message)])
+      return
     }
-    if (isSmall(e) && offset === 0) {
-      // tiny files: a synchronous read is cheaper than any read-ahead
-      const content = e.size <= SYNC_READ_MAX ? readSmallFileSync(join(srcRoot, e.path), e.size) : await ahead.get(k)!
-      ahead.delete(k)
-      if (content instanceof Error) {
-        await sendAll([encodeSkip(index, (content as NodeJS.ErrnoException).code ?? content.message)])
-        continue
-      }
-      await sendAll([encodeBegin(index, 0)])
-      if (e.size > 0) await sendData(content)
-      if (e.hash == null) opts.onFileHash?.(index, hashOnce('sha256', content, 'hex'))
-      continue
-    }
+    await this.sendAll([encodeBegin(index, 0)])
+    if (e.size > 0) await this.sendData(content)
+    if (e.hash == null) this.opts.onFileHash?.(index, hashOnce('sha256', content, 'hex'))
+  }
+
+  /** A larger file, frame by frame from `offset` on, reading one frame ahead. */
+  private async sendLarge (index: number, e: Entry, offset: number): Promise<void> {
     let fh: FileHandle | undefined
     try {
-      fh = await open(join(srcRoot, e.path), constants.O_RDONLY | constants.O_NOFOLLOW)
+      fh = await open(join(this.srcRoot, e.path), constants.O_RDONLY | constants.O_NOFOLLOW)
     } catch (err) {
-      await sendAll([encodeSkip(index, (err as NodeJS.ErrnoException).code ?? (err as Error).message)])
-      continue
+      await this.sendAll([encodeSkip(index, (err as NodeJS.ErrnoException).code ?? (err as Error).message)])
+      return
     }
     try {
       // deferred hash: computed over what is read and sent, the kept prefix included
       const hash = e.hash == null ? createHash('sha256') : undefined
       if (hash != null && offset > 0) await hashPrefix(fh, offset, hash)
-      await sendAll([encodeBegin(index, offset)])
+      await this.sendAll([encodeBegin(index, offset)])
       let sent = offset
       // read ahead one frame while the previous one is being sent
       const readChunk = async (): Promise<Buffer> => {
-        const want = Math.min(opts.frameBytes, e.size - sent)
+        const want = Math.min(this.opts.frameBytes, e.size - sent)
         const buf = Buffer.allocUnsafe(want)
         let got = 0
         while (got < want) {
@@ -189,22 +237,19 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
       while (next != null) {
         const chunk: Buffer = await next
         if (chunk.byteLength === 0) {
-          await sendAll([encodeSkip(index, 'file shrank while being sent')])
+          await this.sendAll([encodeSkip(index, 'file shrank while being sent')])
           break
         }
         sent += chunk.byteLength
         next = sent < e.size ? readChunk() : undefined
         hash?.update(chunk)
-        await sendData(chunk)
+        await this.sendData(chunk)
       }
-      if (hash != null && sent === e.size) opts.onFileHash?.(index, hash.digest('hex'))
+      if (hash != null && sent === e.size) this.opts.onFileHash?.(index, hash.digest('hex'))
     } catch (err) {
-      await sendAll([encodeSkip(index, (err as Error).message)])
+      await this.sendAll([encodeSkip(index, (err as Error).message)])
     } finally {
       await fh.close().catch(() => {})
     }
   }
-  await flush()
-  const verdicts = await Promise.all(links.map(async l => ({ peer: l.peer, ...(await l.finish()) })))
-  for (const v of verdicts) if (!v.ok) opts.onChildFailed(v.peer, v.error ?? 'failed')
 }
