@@ -40,10 +40,7 @@ export class SourceInbox {
           const refused = onHash(m.index, m.hash)
           if (refused != null) throw new ProtocolError(refused)
         } else if (m.type === 'hashes') {
-          for (const [index, hash] of m.hashes) {
-            const refused = onHash(index, hash)
-            if (refused != null) throw new ProtocolError(refused)
-          }
+          takeHashes(m.hashes, onHash)
         } else if (m.type === 'switch') {
           this.verdict = { go: m.go, reason: m.reason }
         }
@@ -67,5 +64,13 @@ export class SourceInbox {
       if (Date.now() - this.lastHeard > stallMs) throw new ProtocolError(`no word from the source for ${Math.round(stallMs / 1000)} s while waiting for the switch`)
       await new Promise<void>(resolve => { this.wake = resolve; setTimeout(resolve, Math.min(1000, stallMs / 4)) })
     }
+  }
+}
+
+/** A hashes message's pairs, in order; the first one refused ends the session. (Its own function, so V8 optimizes this loop alone, not run() around it.) */
+function takeHashes (hashes: ReadonlyArray<readonly [number, string]>, onHash: (index: number, hash: string) => string | undefined): void {
+  for (const [index, hash] of hashes) {
+    const refused = onHash(index, hash)
+    if (refused != null) throw new ProtocolError(refused)
   }
 }

@@ -10,7 +10,7 @@ import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
 import { scanTree } from '../manifest/scan.js'
 import { FileHashCache } from '../manifest/hash-cache-file.js'
-import type { Manifest } from '../manifest/types.js'
+import type { Entry, Manifest } from '../manifest/types.js'
 import { classify } from '../plan/classify.js'
 import { planTree } from '../plan/tree.js'
 import type { SyncEvent, SyncReport, TargetReport } from './report.js'
@@ -324,9 +324,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       t.resume = needs.resume ?? []
       t.bytes = needs.bytes
       Object.assign(t.report, needs.changes)
-      for (const i of needs.files) {
-        if (!Number.isInteger(i) || i < 0 || i >= manifest.entries.length || manifest.entries[i].type !== 'file') throw new TaskError('target asked for an entry that is not a file of the manifest')
-      }
+      checkNeededFiles(needs.files, manifest.entries)
       const asked = new Set(needs.files)
       for (const [i, o] of t.resume) {
         if (!asked.has(i) || !Number.isInteger(o) || o <= 0 || o >= manifest.entries[i].size) throw new TaskError('target asked to resume a file at an impossible offset')
@@ -423,4 +421,11 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   })])
   clearInterval(progress)
 
+}
+
+/** Every index a target asks for names a file of the manifest. (Its own function, so V8 optimizes this loop alone, not the task around it.) */
+function checkNeededFiles (files: readonly number[], entries: readonly Entry[]): void {
+  for (const i of files) {
+    if (!Number.isInteger(i) || i < 0 || i >= entries.length || entries[i].type !== 'file') throw new TaskError('target asked for an entry that is not a file of the manifest')
+  }
 }

@@ -146,16 +146,7 @@ export class TargetSession {
       changes = resolveVerified(changes, manifest.entries, hashes)
     }
     this.changes = changes
-    const localPaths = new Set(local.map(e => e.path))
-    const removed = new Set(changes.remove)
-    let created = 0
-    let updated = changes.meta.length
-    for (const i of [...changes.mkdir, ...changes.symlink, ...changes.fetch]) {
-      const p = manifest.entries[i].path
-      if (localPaths.has(p) && !removed.has(p)) updated++
-      else created++
-    }
-    this.counts = { created, deleted: changes.remove.length, updated }
+    this.counts = countChanges(manifest.entries, local, changes)
     trace('target: prepare: diffed')
     if (!this.init.dryRun && !this.atomic) {
       await applyStructure(this.dst, manifest.entries, changes)
@@ -466,4 +457,24 @@ export class TargetSession {
     }
     return { status: noop ? 'unchanged' : 'ok', files, bytes, changes: this.counts, received: this.received, resumed: this.resumed }
   }
+}
+
+/**
+ * The report's counts: entries created, deleted, and updated (replaced, or metadata only).
+ * A function of its own: a loop over every entry inside prepare() made V8 optimize all of
+ * prepare() mid-loop, then throw that away at the first line after it, sync after sync.
+ */
+function countChanges (entries: readonly Entry[], local: readonly Entry[], changes: TargetChanges): { created: number, deleted: number, updated: number } {
+  const localPaths = new Set(local.map(e => e.path))
+  const removed = new Set(changes.remove)
+  let created = 0
+  let updated = changes.meta.length
+  for (const list of [changes.mkdir, changes.symlink, changes.fetch]) {
+    for (const i of list) {
+      const p = entries[i].path
+      if (localPaths.has(p) && !removed.has(p)) updated++
+      else created++
+    }
+  }
+  return { created, deleted: changes.remove.length, updated }
 }
