@@ -20,7 +20,15 @@ export class FileHashCache implements HashCache {
   private readonly next = new Map<string, Row>()
   hits = 0
   misses = 0
-  private constructor (private readonly file: string, private readonly prev: Map<string, Row>, private readonly scanStartNs: bigint) {}
+  /** files modified at or after this time (seconds, nanoseconds) are too recent to cache */
+  private readonly racySec: number
+  private readonly racyNsec: number
+
+  private constructor (private readonly file: string, private readonly prev: Map<string, Row>, scanStartNs: bigint) {
+    const racy = scanStartNs - RACY_WINDOW_NS
+    this.racySec = Number(racy / 1_000_000_000n)
+    this.racyNsec = Number(racy % 1_000_000_000n)
+  }
 
   static fileFor (dir: string, root: string): string {
     return join(dir, createHash('sha256').update(root).digest('hex').slice(0, 32) + '.json')
@@ -49,8 +57,8 @@ export class FileHashCache implements HashCache {
   }
 
   store (path: string, size: number, mtime: number, mtimeNsec: number, ino: number, hash: string): void {
-    const ns = BigInt(mtime) * 1_000_000_000n + BigInt(mtimeNsec)
-    if (ns >= this.scanStartNs - RACY_WINDOW_NS) return
+    // compared as (seconds, nanoseconds): no BigInt per file
+    if (mtime > this.racySec || (mtime === this.racySec && mtimeNsec >= this.racyNsec)) return
     this.next.set(path, [size, mtime, mtimeNsec, ino, hash])
     this.stored++
   }

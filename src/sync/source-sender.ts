@@ -170,11 +170,17 @@ class ClassSender {
     else await this.sendAll([DATA_HEADER, chunk])
   }
 
+  /** Files before this position of the list were looked at by prefetch() already. */
+  private prefetchedTo = 0
+
+  /** Start reading the files of the next LOOKAHEAD_FILES positions that take the read-ahead path (each looked at once). */
   private prefetch (files: readonly number[], k: number): void {
-    for (let j = k; j < Math.min(files.length, k + LOOKAHEAD_FILES); j++) {
+    const end = Math.min(files.length, k + LOOKAHEAD_FILES)
+    for (let j = Math.max(k, this.prefetchedTo); j < end; j++) {
       const e = this.entries[files[j]]
-      if (!this.ahead.has(j) && this.isSmall(e) && e.size > SYNC_READ_MAX && (this.opts.offsets?.get(files[j]) ?? 0) === 0) this.ahead.set(j, readWhole(join(this.srcRoot, e.path), e.size))
+      if (this.isSmall(e) && e.size > SYNC_READ_MAX && (this.opts.offsets?.get(files[j]) ?? 0) === 0) this.ahead.set(j, readWhole(join(this.srcRoot, e.path), e.size))
     }
+    this.prefetchedTo = Math.max(this.prefetchedTo, end)
   }
 
   /** A whole small file as a record of the FILES frame being filled (read straight into it); or why it cannot be read. */

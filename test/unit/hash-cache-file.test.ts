@@ -39,6 +39,27 @@ test('a file modified just now is not cached (it could change again within the s
   }
 })
 
+test('the racy window is exact to the nanosecond: 1 ns older than scan start - 2 s is cached, the limit itself is not', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'gs-hc-'))
+  try {
+    const before = BigInt(Date.now()) * 1_000_000n
+    const c = await FileHashCache.load(dir, '/src')
+    const after = BigInt(Date.now()) * 1_000_000n
+    const split = (ns: bigint): [number, number] => [Number(ns / 1_000_000_000n), Number(ns % 1_000_000_000n)]
+    // the limit lies in [before - 2 s, after - 2 s]; pick nanoseconds inside a second, not 0
+    const [oldSec, oldNsec] = split(before - 2_000_000_000n - 1n)
+    const [newSec, newNsec] = split(after - 2_000_000_000n)
+    c.store('old', 1, oldSec, oldNsec, 1, H)
+    c.store('new', 1, newSec, newNsec, 1, H)
+    await c.save('/src')
+    const d = await FileHashCache.load(dir, '/src')
+    assert.equal(d.lookup('old', 1, oldSec, oldNsec, 1), H)
+    assert.equal(d.lookup('new', 1, newSec, newNsec, 1), undefined)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
+
 test('scanTree uses the cache: an unchanged tree is not re-read, a changed file is', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'gs-hc-'))
   const root = join(dir, 'tree')
