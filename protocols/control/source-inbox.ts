@@ -67,7 +67,7 @@ export class SourceInbox {
   }
 }
 
-/** A hashes message's pairs, in order; the first one refused ends the session. (Its own function, so V8 optimizes this loop alone, not run() around it.) */
+/** A hashes message's pairs, in order; the first one refused ends the session. (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
 function takeHashes (hashes: ReadonlyArray<readonly [number, string]>, onHash: (index: number, hash: string) => string | undefined): void {
   for (const [index, hash] of hashes) {
     const refused = onHash(index, hash)

@@ -107,11 +107,7 @@ async function serveKnownTree (fs: FramedStream, digest: string, open: z.infer<t
   opts.log(`session ${open.session}: ${open.dst} is already the source's tree ${digest.slice(0, 16)}…`)
 }
 
-/**
- * The manifest's entries messages, up to `count` entries, as domain entries. A function of its
- * own: a loop over every entry inside handleControlStream made V8 optimize all of it mid-loop,
- * then throw that away at the first line after the loop, sync after sync.
- */
+/** The manifest's entries messages, up to `count` entries, as domain entries. (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
 async function receiveEntries (fs: FramedStream, count: number, stepSignal: () => AbortSignal): Promise<Entry[]> {
   const entries: Entry[] = []
   while (entries.length < count) {

@@ -71,11 +71,7 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
   return { root: rootM, entries: kept, digest: opts.digest === false ? '' : manifestDigest(rootM, kept) }
 }
 
-/**
- * Every entry under `root`, unsorted. Its own function (and statEntry another), apart from the
- * code that runs once after the walk: a function optimized while its loop runs is deoptimized
- * when it first reaches code it had not run yet, and recompiled on the next sync.
- */
+/** Every entry under `root`, unsorted. (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
 async function walk (root: string, opts: ScanOptions): Promise<Entry[]> {
   const entries: Entry[] = []
   const warn = opts.onWarning ?? (() => {})

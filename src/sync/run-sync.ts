@@ -423,7 +423,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
 
 }
 
-/** Every index a target asks for names a file of the manifest. (Its own function, so V8 optimizes this loop alone, not the task around it.) */
+/** Every index a target asks for names a file of the manifest. (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
 function checkNeededFiles (files: readonly number[], entries: readonly Entry[]): void {
   for (const i of files) {
     if (!Number.isInteger(i) || i < 0 || i >= entries.length || entries[i].type !== 'file') throw new TaskError('target asked for an entry that is not a file of the manifest')

@@ -83,11 +83,7 @@ export async function sendClass (node: Libp2p, srcRoot: string, entries: readonl
   for (const v of verdicts) if (!v.ok) opts.onChildFailed(v.peer, v.error ?? 'failed')
 }
 
-/**
- * The per-file work of sendClass, in methods small enough to stay optimized: one function
- * holding the whole send was optimized while its loop ran, then deoptimized at code it had not
- * reached yet, and recompiled (60-90 ms of compiler time) on each of the next syncs.
- */
+/** The per-file work of sendClass. (Its loop in a method of its own: docs/ARCHITECTURE.md, "Hot loops".) */
 class ClassSender {
   /** frames of small files are batched into one send (one muxer frame, one encryption) */
   private batch: Uint8Array[][] = []
@@ -122,7 +118,7 @@ class ClassSender {
           if (this.batchBytes >= opts.frameBytes) await this.flush()
         }
         const err = this.addRecord(index, e)
-        if (err != null) await this.sendAll([encodeSkip(index, err.code ?? err.message)])
+        if (err != null) await this.skip(index, err)
       } else if (this.isSmall(e) && offset === 0) {
         await this.sendSmall(k, index, e)
       } else {
@@ -155,6 +151,11 @@ class ClassSender {
     this.batch.push(parts)
     for (const p of parts) this.batchBytes += p.byteLength
     if (this.batchBytes >= this.opts.frameBytes) await this.flush()
+  }
+
+  /** Tell the children file `index` will not come: an error's code (or message), or a reason. */
+  private async skip (index: number, why: NodeJS.ErrnoException | string): Promise<void> {
+    await this.sendAll([encodeSkip(index, typeof why === 'string' ? why : why.code ?? why.message)])
   }
 
   private anyAlive (): boolean {
@@ -204,7 +205,7 @@ class ClassSender {
     const content = e.size <= SYNC_READ_MAX ? readSmallFileSync(join(this.srcRoot, e.path), e.size) : await this.ahead.get(k)!
     this.ahead.delete(k)
     if (content instanceof Error) {
-      await this.sendAll([encodeSkip(index, (content as NodeJS.ErrnoException).code ?? content.message)])
+      await this.skip(index, content)
       return
     }
     await this.sendAll([encodeBegin(index, 0)])
@@ -218,7 +219,7 @@ class ClassSender {
     try {
       fh = await open(join(this.srcRoot, e.path), constants.O_RDONLY | constants.O_NOFOLLOW)
     } catch (err) {
-      await this.sendAll([encodeSkip(index, (err as NodeJS.ErrnoException).code ?? (err as Error).message)])
+      await this.skip(index, err as Error)
       return
     }
     try {
@@ -243,7 +244,7 @@ class ClassSender {
       while (next != null) {
         const chunk: Buffer = await next
         if (chunk.byteLength === 0) {
-          await this.sendAll([encodeSkip(index, 'file shrank while being sent')])
+          await this.skip(index, 'file shrank while being sent')
           break
         }
         sent += chunk.byteLength
@@ -253,7 +254,8 @@ class ClassSender {
       }
       if (hash != null && sent === e.size) this.opts.onFileHash?.(index, hash.digest('hex'))
     } catch (err) {
-      await this.sendAll([encodeSkip(index, (err as Error).message)])
+      // mid-file: the message says more than a bare code
+      await this.skip(index, (err as Error).message)
     } finally {
       await fh.close().catch(() => {})
     }

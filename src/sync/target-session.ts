@@ -459,11 +459,7 @@ export class TargetSession {
   }
 }
 
-/**
- * The report's counts: entries created, deleted, and updated (replaced, or metadata only).
- * A function of its own: a loop over every entry inside prepare() made V8 optimize all of
- * prepare() mid-loop, then throw that away at the first line after it, sync after sync.
- */
+/** The report's counts: entries created, deleted, and updated (replaced, or metadata only). (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
 function countChanges (entries: readonly Entry[], local: readonly Entry[], changes: TargetChanges): { created: number, deleted: number, updated: number } {
   const localPaths = new Set(local.map(e => e.path))
   const removed = new Set(changes.remove)
