@@ -29,7 +29,8 @@ async function main (argv: string[]): Promise<number> {
     .option('--stall-timeout <seconds>', 'fail a peer that makes no progress for this long (default 30)')
     .option('--bootstrap <multiaddr>', 'a known peer to stay connected to: peer routing (DHT) and relaying across networks (repeatable)', many)
     .option('--relay-service', 'relay connections for gosync peers that cannot reach each other directly')
-    .action((o) => { action = async () => await (await import('./commands/daemon.js')).daemonCommand({ ...o, bootstrap: [o.bootstrap].flat(), relayService: o.relayService === true, trustAll: o.trustAll === true, mdns: o.mdns !== false, listen: [o.listen].flat(), trust: [o.trust].flat(), allowRoot: [o.allowRoot].flat(), muxer: [o.muxer].flat(), stallTimeout: num(o.stallTimeout) }) })
+    .option('--no-direct-io', 'write large files through the page cache too (default: files of 8 MiB and more with O_DIRECT)')
+    .action((o) => { action = async () => await (await import('./commands/daemon.js')).daemonCommand({ ...o, bootstrap: [o.bootstrap].flat(), relayService: o.relayService === true, directIo: o.directIo !== false, trustAll: o.trustAll === true, mdns: o.mdns !== false, listen: [o.listen].flat(), trust: [o.trust].flat(), allowRoot: [o.allowRoot].flat(), muxer: [o.muxer].flat(), stallTimeout: num(o.stallTimeout) }) })
 
   cli.command('id', "Print this home's PeerId, then the daemon's addresses if it runs")
     .option('--home <dir>', 'state directory')

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { Daemon } from '../../src/daemon/daemon.js'
+import { setDirectIo } from '../../src/fs/direct-io.js'
 import { checkPeerId } from '../../src/home/trust.js'
 import { resolveHome } from '../../src/identity/identity.js'
 import type { MuxerName } from '../../src/node/create-node.js'
@@ -16,6 +17,7 @@ export interface DaemonArgs {
   stallTimeout?: number
   bootstrap: string[]
   relayService: boolean
+  directIo: boolean
 }
 
 export async function daemonCommand (a: DaemonArgs): Promise<number> {
@@ -26,6 +28,7 @@ export async function daemonCommand (a: DaemonArgs): Promise<number> {
   const log = (msg: string): void => { process.stderr.write(`gosync: ${msg}\n`) }
   if (a.trustAll) log('WARNING: --trust-all: any peer that can reach this daemon may write to it. Use only in a closed lab.')
   if (!process.execArgv.some(f => f.startsWith('--initial-old-space-size'))) log('note: node was started without --initial-old-space-size=64 (the gosync command passes it): transfers may spend a third more CPU in garbage collection')
+  setDirectIo(a.directIo)
   if (a.allowRoot.length === 0) log('note: no --allow-root given: trusted peers may write to any absolute path this user can write')
   const daemon = new Daemon({
     home: resolveHome(a.home),

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path'
 import { TEMP_PREFIX } from '../manifest/scan.js'
 import type { Entry } from '../manifest/types.js'
 import { utimesValue } from '../manifest/time.js'
+import { createDirect, DirectAppender, wantsDirectIo } from './direct-io.js'
 
 export class HashMismatchError extends Error {
   override name = 'HashMismatchError'
@@ -72,6 +73,8 @@ export class AtomicFileWriter {
   private syncing?: Promise<void>
   private flushError?: Error
   private fh?: FileHandle
+  /** set when the file is written with O_DIRECT (large files, in order, from offset 0) */
+  private direct?: DirectAppender
   readonly tempPath: string
 
   private constructor (readonly finalPath: string, readonly entry: Entry) {
@@ -80,10 +83,10 @@ export class AtomicFileWriter {
 
 /**
    * Continue an interrupted file: the part kept by keepPartial() is moved to a fresh temp
-   * name, cut to `offset` and its first `offset` bytes returned through `prefix` (the caller
-   * re-hashes them). Throws when no part of at least `offset` bytes exists.
+   * name, cut to `offset` and its first `offset` bytes hashed again. Throws when no part of
+   * at least `offset` bytes exists.
    */
-  static async resume (finalPath: string, entry: Entry, offset: number, prefix: (chunk: Uint8Array) => void): Promise<AtomicFileWriter> {
+  static async resume (finalPath: string, entry: Entry, offset: number): Promise<AtomicFileWriter> {
     const w = new AtomicFileWriter(finalPath, entry)
     const part = partialPathFor(finalPath, entry)
     await rename(part, w.tempPath)
@@ -97,7 +100,7 @@ export class AtomicFileWriter {
       while (pos < offset) {
         const { bytesRead } = await w.fh.read(buf, 0, Math.min(buf.length, offset - pos), pos)
         if (bytesRead === 0) throw new HashMismatchError(`${entry.path}: the kept part ended early`)
-        prefix(buf.subarray(0, bytesRead))
+        w.hash.update(buf.subarray(0, bytesRead))
         pos += bytesRead
       }
       w.written = offset
@@ -114,6 +117,9 @@ export class AtomicFileWriter {
    */
   async keepPartial (): Promise<void> {
     if (this.written === 0) { await this.abort(); return }
+    if (this.direct != null) {
+      try { await this.direct.finish() } catch { await this.abort(); return }
+    }
     await this.syncing
     await this.fh?.close().catch(() => {})
     this.fh = undefined
@@ -124,7 +130,11 @@ export class AtomicFileWriter {
     const w = new AtomicFileWriter(finalPath, entry)
     // 'wx' = O_CREAT|O_EXCL: never opens an existing file or follows a planted symlink.
     // Created with the final permission bits when the umask allows, to spare a chmod.
-    w.fh = await open(w.tempPath, 'wx', createMode(entry.mode))
+    if (wantsDirectIo(entry.size)) {
+      w.fh = await createDirect(w.tempPath, createMode(entry.mode))
+      if (w.fh != null) w.direct = new DirectAppender(w.fh)
+    }
+    w.fh ??= await open(w.tempPath, 'wx', createMode(entry.mode))
     return w
   }
 
@@ -132,13 +142,23 @@ export class AtomicFileWriter {
   get complete (): boolean { return this.written === this.entry.size }
 
   /**
-   * Write bytes at a position without hashing them: the caller hashes in order and
-   * passes the digest to commit(). Writes at different positions may run concurrently.
+   * Write the next bytes of the file (`position` must be where the last call ended), hashing
+   * them in order: on this thread, or for a direct file in the file worker. Settles when
+   * they are written (direct: copied into a staging slot); calls may overlap.
    */
   async writeAt (parts: readonly Uint8Array[], position: number): Promise<void> {
     let len = 0
     for (const p of parts) len += p.byteLength
+    if (position !== this.written) throw new Error(`${this.entry.path}: written out of order (at ${position}, expected ${this.written})`)
     if (position + len > this.entry.size) throw new HashMismatchError(`${this.entry.path}: more data than the manifest size ${this.entry.size}`)
+    this.written += len
+    if (this.direct != null) {
+      await this.direct.append(parts)
+      // the last bytes: to the disk now, not when the expected hash is known (frees the slot)
+      if (this.written === this.entry.size) await this.direct.finish()
+      return
+    }
+    for (const p of parts) this.hash.update(p)
     // writev can write short: finish the rest with plain writes
     let done = (await this.fh!.writev(parts as Uint8Array[], position)).bytesWritten
     let skip = done
@@ -152,7 +172,6 @@ export class AtomicFileWriter {
         done += r.bytesWritten
       }
     }
-    this.written += len
     this.unsynced += len
     if (this.unsynced >= ROLLING_SYNC_BYTES && this.syncing == null && this.fh != null) {
       this.unsynced = 0
@@ -162,27 +181,19 @@ export class AtomicFileWriter {
     }
   }
 
-  /** Append bytes (one buffer or several), hashing them: for callers that write in order. */
+  /** Append bytes (one buffer or several). */
   async write (data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-    const parts: Uint8Array[] = data instanceof Uint8Array ? [data] : [...data]
-    let len = 0
-    for (const p of parts) len += p.byteLength
-    if (this.written + len > this.entry.size) {
-      throw new HashMismatchError(`${this.entry.path}: more data than the manifest size ${this.entry.size}`)
-    }
-    for (const p of parts) this.hash.update(p)
-    await this.writeAt(parts, this.written)
+    await this.writeAt(data instanceof Uint8Array ? [data] : data, this.written)
   }
 
   /**
    * Verify, fsync, set metadata, rename into place. On any failure the temp file is removed.
-   * `digest`: the SHA-256 the caller computed over everything given to writeAt, in file order;
    * `expected`: the hash to match (the manifest's, or the source's deferred one).
    */
-  async commit (digest?: string, expected: string | undefined = this.entry.hash): Promise<void> {
+  async commit (expected: string | undefined = this.entry.hash): Promise<void> {
     try {
       if (this.written !== this.entry.size) throw new HashMismatchError(`${this.entry.path}: got ${this.written} bytes, manifest says ${this.entry.size}`)
-      digest ??= this.hash.digest('hex')
+      const digest = this.direct != null ? await this.direct.finish() : this.hash.digest('hex')
       if (expected == null || digest !== expected) throw new HashMismatchError(`${this.entry.path}: SHA-256 ${digest} does not match ${expected == null ? 'any hash from the source' : 'the source\'s'}`)
       const fh = this.fh!
       await this.syncing
@@ -203,6 +214,7 @@ export class AtomicFileWriter {
   }
 
   async abort (): Promise<void> {
+    await this.direct?.release()
     await this.syncing
     await this.fh?.close().catch(() => {})
     this.fh = undefined

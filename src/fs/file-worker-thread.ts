@@ -6,13 +6,14 @@
  * the main thread's decryption, framing and hashing.
  */
 import { execFile } from 'node:child_process'
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs'
 import { parentPort } from 'node:worker_threads'
-import { hash } from 'node:crypto'
+import { createHash, hash, type Hash } from 'node:crypto'
 import { dirname } from 'node:path'
 import type { FileFailure, FilesRequest, WorkerReply, WorkerRequest, WorkerResult } from './file-worker.js'
 import { hashSmallFileSync } from './read-small.js'
 import { tempNameIn } from './atomic-writer.js'
+import { DIRECT_ALIGN } from './direct-io.js'
 import { utimesValue } from '../manifest/time.js'
 
 function failure (err: unknown): WorkerResult {
@@ -94,7 +95,101 @@ function hashSmall (path: string, size: number): WorkerResult {
   return typeof h === 'string' ? { hash: h } : h != null ? failure(h) : { changed: true }
 }
 
+/** Large files being written with O_DIRECT: their descriptor and running hash. */
+const direct = new Map<number, { fd: number, hash: Hash }>()
+/** Where a direct write is copied first: page-aligned, as O_DIRECT wants (a WebAssembly.Memory is mapped so). */
+let aligned: Uint8Array | undefined
+
+/** One staged slot of a direct file: hashed, copied into aligned memory and written. */
+function directWrite (req: Extract<WorkerRequest, { op: 'direct-write' }>): WorkerResult {
+  const f = direct.get(req.file)
+  if (f == null) return { error: 'file worker: unknown direct file (the worker restarted?)' }
+  try {
+    const bytes = new Uint8Array(req.data, 0, req.bytes)
+    f.hash.update(bytes)
+    const length = Math.ceil(req.bytes / DIRECT_ALIGN) * DIRECT_ALIGN
+    if (aligned == null || aligned.byteLength < length) {
+      aligned = new Uint8Array(new WebAssembly.Memory({ initial: Math.ceil(length / 65536), maximum: Math.ceil(length / 65536) }).buffer)
+    }
+    aligned.set(bytes, 0)
+    aligned.fill(0, req.bytes, length)
+    let done = 0
+    while (done < length) {
+      const n = writeSync(f.fd, aligned, done, length - done, req.position + done)
+      if (n === 0) throw new Error('direct write made no progress')
+      done += n
+    }
+    return {}
+  } catch (err) {
+    return failure(err)
+  }
+}
+
+/** Large files being read for sending: their descriptor and, for a deferred hash, the running hash. */
+const reading = new Map<number, { fd: number, hash?: Hash }>()
+
+/** Reads up to `length` bytes at `position` into `buf`; fewer only at the end of the file. */
+function readFully (fd: number, buf: Uint8Array, length: number, position: number): number {
+  let got = 0
+  while (got < length) {
+    const n = readSync(fd, buf, got, length - got, position + got)
+    if (n === 0) break
+    got += n
+  }
+  return got
+}
+
+function readOpen (req: Extract<WorkerRequest, { op: 'read-open' }>): WorkerResult {
+  const f: { fd: number, hash?: Hash } = { fd: req.fd, hash: req.hashPrefix >= 0 ? createHash('sha256') : undefined }
+  try {
+    if (f.hash != null && req.hashPrefix > 0) {
+      const buf = Buffer.allocUnsafe(Math.min(req.hashPrefix, 1 << 20))
+      for (let pos = 0; pos < req.hashPrefix;) {
+        const n = readFully(f.fd, buf, Math.min(buf.length, req.hashPrefix - pos), pos)
+        if (n === 0) throw new Error('file shrank while being sent')
+        f.hash.update(buf.subarray(0, n))
+        pos += n
+      }
+    }
+  } catch (err) {
+    return failure(err)
+  }
+  reading.set(req.file, f)
+  return {}
+}
+
+function read (req: Extract<WorkerRequest, { op: 'read' }>): WorkerReply {
+  const f = reading.get(req.file)
+  if (f == null) return { id: req.id, results: [{ error: 'file worker: unknown file (the worker restarted?)' }] }
+  try {
+    // not zero-filled: every byte given back is read from the file
+    const buf = Buffer.allocUnsafeSlow(req.length)
+    const bytes = readFully(f.fd, buf, req.length, req.position)
+    f.hash?.update(buf.subarray(0, bytes))
+    return { id: req.id, results: [{ bytes }], data: buf.buffer as ArrayBuffer }
+  } catch (err) {
+    return { id: req.id, results: [failure(err)] }
+  }
+}
+
 async function handle (req: WorkerRequest): Promise<WorkerReply> {
+  if (req.op === 'read') return read(req)
+  if (req.op === 'read-open') return { id: req.id, results: [readOpen(req)] }
+  if (req.op === 'read-close') {
+    const f = reading.get(req.file)
+    reading.delete(req.file)
+    return { id: req.id, results: [{ hash: f?.hash?.digest('hex') }] }
+  }
+  if (req.op === 'direct-write') return { id: req.id, results: [directWrite(req)], data: req.data }
+  if (req.op === 'direct-open') {
+    direct.set(req.file, { fd: req.fd, hash: createHash('sha256') })
+    return { id: req.id }
+  }
+  if (req.op === 'direct-close') {
+    const f = direct.get(req.file)
+    direct.delete(req.file)
+    return { id: req.id, results: [f == null ? { error: 'file worker: unknown direct file (the worker restarted?)' } : { hash: req.digest ? f.hash.digest('hex') : undefined }] }
+  }
   if (req.op === 'hash') return { id: req.id, results: req.items.map(([path, size]) => hashSmall(path, size)) }
   if (req.op === 'files') return { id: req.id, failed: createFiles(req) }
   // commit: make the temp files durable (one syncfs per file system, or an fsync each), then rename
@@ -136,7 +231,7 @@ async function handle (req: WorkerRequest): Promise<WorkerReply> {
 
 parentPort?.on('message', (req: WorkerRequest) => {
   handle(req).then(
-    (reply) => { parentPort!.postMessage(reply) },
+    (reply) => { parentPort!.postMessage(reply, reply.data != null ? [reply.data] : []) },
     (err) => { parentPort!.postMessage({ id: req.id, results: [], fatal: String(err) }) }
   )
 })

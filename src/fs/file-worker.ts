@@ -31,17 +31,31 @@ export type WorkerRequest =
   | { id: number, op: 'commit', owner: number, fsyncEach: boolean }
   /** SHA-256 of small files (read whole, O_NOFOLLOW), for a scan: [path, expected size] */
   | { id: number, op: 'hash', items: Array<[path: string, size: number]> }
+  /** a large file written with O_DIRECT (direct-io.ts): its descriptor */
+  | { id: number, op: 'direct-open', file: number, fd: number }
+  /** hash the first `bytes` of `data` (transferred, and back in the reply) and write them at `position`, padded with zeros to a block */
+  | { id: number, op: 'direct-write', file: number, data: ArrayBuffer, bytes: number, position: number }
+  /** forget the file; with `digest`, reply with the SHA-256 of everything hashed */
+  | { id: number, op: 'direct-close', file: number, digest: boolean }
+  /** a large file to send (large-file-reader.ts); `hashPrefix` ≥ 0: hash it, its first `hashPrefix` bytes at once */
+  | { id: number, op: 'read-open', file: number, fd: number, hashPrefix: number }
+  /** read (and hash) up to `length` bytes at `position`: replied in `data`, transferred */
+  | { id: number, op: 'read', file: number, position: number, length: number }
+  /** forget the file; reply with its SHA-256 when it was hashed */
+  | { id: number, op: 'read-close', file: number }
 
 /** A file that failed: its number (`seq`), the error and its code. */
 export type FileFailure = [seq: number, error: string, code: string | undefined]
 
 /**
+ * direct-*, read-*: one result, with the error of a failed call, direct-close's or
+ * read-close's hash, or the bytes read (`bytes` of `data`).
  * hash: per file its hash, the error, or `changed` (no longer the expected size: hash it the
  * ordinary way). files: the files that could not be created. commit: the files up to
  * `through` are settled; those in `failed` did not get in place.
  */
-export interface WorkerResult { hash?: string, error?: string, code?: string, changed?: boolean }
-export interface WorkerReply { id: number, results?: WorkerResult[], failed?: FileFailure[], through?: number, syncfsUnsupported?: boolean, fatal?: string }
+export interface WorkerResult { hash?: string, error?: string, code?: string, changed?: boolean, bytes?: number }
+export interface WorkerReply { id: number, results?: WorkerResult[], data?: ArrayBuffer, failed?: FileFailure[], through?: number, syncfsUnsupported?: boolean, fatal?: string }
 
 let worker: Worker | undefined
 let nextId = 0

@@ -1,4 +1,3 @@
-import { createHash, type Hash } from 'node:crypto'
 import type { Entry } from '../manifest/types.js'
 import { trace } from '../trace.js'
 import { AtomicFileWriter } from '../fs/atomic-writer.js'
@@ -43,8 +42,6 @@ interface OpenFile {
   received: number
   /** where this session started the file (a resumed part) */
   offset: number
-  /** streaming hash of a large file (small files are hashed in one call when complete) */
-  hash?: Hash
   writes: Array<Promise<void>>
   failed: boolean
 }
@@ -96,14 +93,13 @@ export class FileSink {
       if (entry.size === 0) this.complete(file)
       return
     }
-    const hash = createHash('sha256')
     // (a path refused by place() fails this file only, as a rejection)
     const writer = new Promise<string>(resolve => { resolve(this.place(index, entry)) })
       .then(async abs => offset > 0
-        ? await AtomicFileWriter.resume(abs, entry, offset, (chunk) => { hash.update(chunk) })
+        ? await AtomicFileWriter.resume(abs, entry, offset)
         : await AtomicFileWriter.create(abs, entry))
       .catch((err: Error) => { this.fail(entry, err); return undefined })
-    const file: OpenFile = { index, entry, writer, received: offset, offset, hash, writes: [], failed: false }
+    const file: OpenFile = { index, entry, writer, received: offset, offset, writes: [], failed: false }
     this.current = file
     // a resumed file hashes its kept prefix first: later DATA must wait for that
     if (offset > 0) await writer
@@ -112,8 +108,8 @@ export class FileSink {
   }
 
   /**
-   * Append to the current file; settles when written. The bytes are hashed here, in
-   * order, and written at their offset, so writes of one file overlap too.
+   * Append to the current file; settles when written. The writer hashes the bytes in order
+   * and writes them at their offset, so writes of one file overlap too.
    */
   async data (chunk: Uint8Array | readonly Uint8Array[]): Promise<void> {
     const file = this.current
@@ -130,7 +126,6 @@ export class FileSink {
       if (file.received === file.entry.size) this.complete(file)
       return
     }
-    for (const p of parts) file.hash!.update(p)
     const written = file.writer.then(async (w) => {
       if (w == null || file.failed) return
       try {
@@ -236,7 +231,7 @@ export class FileSink {
       if (file.failed) { await w.abort(); return }
       try {
         const want = await Promise.resolve(this.expected(file.index, file.entry)).catch(async (err) => { await w.abort(); throw err })
-        await w.commit(file.hash!.digest('hex'), want)
+        await w.commit(want)
         this.result.files++
         this.result.bytes += file.entry.size - file.offset
       } catch (err) {

@@ -1,4 +1,4 @@
-import { createHash, hash as hashOnce, type Hash } from 'node:crypto'
+import { hash as hashOnce } from 'node:crypto'
 import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -9,6 +9,7 @@ import { ChildLink, type ChildTarget } from '../../protocols/relay/child-link.js
 import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, FILES_HEADER, FILES_RECORD_HEADER_BYTES, FILES_RECORD_MAX, writeFileRecordHeader } from '../../protocols/relay/frames.js'
 import type { Entry } from '../manifest/types.js'
 import { readSmallFileInto, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
+import { LargeFileReader } from '../fs/large-file-reader.js'
 
 const deflate = promisify(deflateRaw)
 
@@ -48,18 +49,6 @@ export interface SendClassOptions {
   onFileHash?: (index: number, hash: string) => void
   /** frames are about to be sent: hashes reported so far should go out first */
   beforeSend?: () => void
-}
-
-/** SHA-256 of the first `length` bytes of an open file (the part a target continues after). */
-async function hashPrefix (fh: FileHandle, length: number, into: Hash): Promise<void> {
-  const buf = Buffer.allocUnsafe(Math.min(length, 1 << 20) || 1)
-  let pos = 0
-  while (pos < length) {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, length - pos), pos)
-    if (bytesRead === 0) throw new Error('file shrank while being sent')
-    into.update(buf.subarray(0, bytesRead))
-    pos += bytesRead
-  }
 }
 
 /**
@@ -215,32 +204,19 @@ class ClassSender {
 
   /** A larger file, frame by frame from `offset` on, reading one frame ahead. */
   private async sendLarge (index: number, e: Entry, offset: number): Promise<void> {
-    let fh: FileHandle | undefined
+    let file: LargeFileReader
     try {
-      fh = await open(join(this.srcRoot, e.path), constants.O_RDONLY | constants.O_NOFOLLOW)
+      // deferred hash: computed over what is read and sent, the kept prefix included
+      file = await LargeFileReader.open(join(this.srcRoot, e.path), e.hash == null ? offset : undefined)
     } catch (err) {
       await this.skip(index, err as Error)
       return
     }
     try {
-      // deferred hash: computed over what is read and sent, the kept prefix included
-      const hash = e.hash == null ? createHash('sha256') : undefined
-      if (hash != null && offset > 0) await hashPrefix(fh, offset, hash)
       await this.sendAll([encodeBegin(index, offset)])
       let sent = offset
       // read ahead one frame while the previous one is being sent
-      const readChunk = async (): Promise<Buffer> => {
-        const want = Math.min(this.opts.frameBytes, e.size - sent)
-        const buf = Buffer.allocUnsafe(want)
-        let got = 0
-        while (got < want) {
-          const { bytesRead } = await fh!.read(buf, got, want - got, sent + got)
-          if (bytesRead === 0) break
-          got += bytesRead
-        }
-        return buf.subarray(0, got)
-      }
-      let next: Promise<Buffer> | undefined = readChunk()
+      let next: Promise<Buffer> | undefined = file.read(sent, Math.min(this.opts.frameBytes, e.size - sent))
       while (next != null) {
         const chunk: Buffer = await next
         if (chunk.byteLength === 0) {
@@ -248,16 +224,16 @@ class ClassSender {
           break
         }
         sent += chunk.byteLength
-        next = sent < e.size ? readChunk() : undefined
-        hash?.update(chunk)
+        next = sent < e.size ? file.read(sent, Math.min(this.opts.frameBytes, e.size - sent)) : undefined
         await this.sendData(chunk)
       }
-      if (hash != null && sent === e.size) this.opts.onFileHash?.(index, hash.digest('hex'))
+      const digest = await file.close()
+      if (digest != null && sent === e.size) this.opts.onFileHash?.(index, digest)
     } catch (err) {
       // mid-file: the message says more than a bare code
       await this.skip(index, (err as Error).message)
     } finally {
-      await fh.close().catch(() => {})
+      await file.close().catch(() => {})
     }
   }
 }
