@@ -195,7 +195,6 @@ async function handle (req: WorkerRequest): Promise<WorkerReply> {
   // commit: make the temp files durable (one syncfs per file system, or an fsync each), then rename
   const items = created.filter(c => c.owner === req.owner)
   created = created.filter(c => c.owner !== req.owner)
-  const through = items.length > 0 ? items[items.length - 1].seq : -1
   // a temp file on each file system involved: what `sync -f` is given
   const onDevice = new Map<number, string>()
   for (const c of items) if (!onDevice.has(c.dev)) onDevice.set(c.dev, c.temp)
@@ -208,7 +207,7 @@ async function handle (req: WorkerRequest): Promise<WorkerReply> {
       if ((err as { unsupported?: boolean }).unsupported !== true) {
         const message = `could not make the files durable (sync -f): ${(err as Error).message.split('\n')[0]}`
         for (const { temp } of items) try { unlinkSync(temp) } catch {}
-        return { id: req.id, through, failed: items.map(({ seq }) => [seq, message, undefined]) }
+        return { id: req.id, failed: items.map(({ seq }) => [seq, message, undefined]) }
       }
       fsyncEach = true
     }
@@ -226,7 +225,7 @@ async function handle (req: WorkerRequest): Promise<WorkerReply> {
       failed.push(fileFailure(seq, err))
     }
   }
-  return { id: req.id, through, failed, syncfsUnsupported: fsyncEach && !req.fsyncEach }
+  return { id: req.id, failed, syncfsUnsupported: fsyncEach && !req.fsyncEach }
 }
 
 parentPort?.on('message', (req: WorkerRequest) => {

@@ -1,10 +1,13 @@
+import { availableParallelism } from 'node:os'
 import { SHARE_ENV, Worker } from 'node:worker_threads'
 
 /**
- * One worker thread per process that does the system calls of small files (create, write,
- * metadata, close; syncfs and rename), so the main thread can go on decrypting and
- * verifying the next ones; a source's scan also hashes part of its small files there. Requests are batched: the data of many files travels in one
- * transferred buffer. Started on first use; it does not keep the process alive when idle.
+ * Worker threads that do the system calls of small files (create, write, metadata, close;
+ * syncfs and rename), so the main thread can go on decrypting and verifying the next ones; a
+ * source's scan also hashes part of its small files there, and large files are read, hashed
+ * and written there (direct-io.ts, large-file-reader.ts). Requests are batched: the data of
+ * many files travels in one transferred buffer. Started on first use; they do not keep the
+ * process alive when idle.
  */
 
 /**
@@ -51,46 +54,60 @@ export type FileFailure = [seq: number, error: string, code: string | undefined]
  * direct-*, read-*: one result, with the error of a failed call, direct-close's or
  * read-close's hash, or the bytes read (`bytes` of `data`).
  * hash: per file its hash, the error, or `changed` (no longer the expected size: hash it the
- * ordinary way). files: the files that could not be created. commit: the files up to
- * `through` are settled; those in `failed` did not get in place.
+ * ordinary way). files: the files that could not be created. commit: every file of the owner
+ * created before it is settled; those in `failed` did not get in place.
  */
 export interface WorkerResult { hash?: string, error?: string, code?: string, changed?: boolean, bytes?: number }
-export interface WorkerReply { id: number, results?: WorkerResult[], data?: ArrayBuffer, failed?: FileFailure[], through?: number, syncfsUnsupported?: boolean, fatal?: string }
+export interface WorkerReply { id: number, results?: WorkerResult[], data?: ArrayBuffer, failed?: FileFailure[], syncfsUnsupported?: boolean, fatal?: string }
 
-let worker: Worker | undefined
+/**
+ * Worker threads for small files: the kernel's work of creating files (tens of µs each here)
+ * is the longest thread of a target taking a tree of small files, so a batch spreads its
+ * requests over two lanes when the machine has two cores or more. Lane 0 also does everything
+ * else (scan hashes, large files); a lane's thread starts on its first request.
+ */
+export const FILE_LANES = Math.min(2, availableParallelism())
+
+interface Lane { worker?: Worker, pending: Map<number, { resolve: (r: WorkerReply) => void, reject: (err: Error) => void }> }
+const lanes: Lane[] = Array.from({ length: FILE_LANES }, () => ({ pending: new Map() }))
 let nextId = 0
-const pending = new Map<number, { resolve: (r: WorkerReply) => void, reject: (err: Error) => void }>()
 
-function failAll (err: Error): void {
-  for (const p of pending.values()) p.reject(err)
-  pending.clear()
-  worker = undefined
+function failAll (lane: Lane, err: Error): void {
+  for (const p of lane.pending.values()) p.reject(err)
+  lane.pending.clear()
+  lane.worker = undefined
 }
 
-function theWorker (): Worker {
-  if (worker != null) return worker
+function theWorker (lane: Lane): Worker {
+  if (lane.worker != null) return lane.worker
   const w = new Worker(new URL('./file-worker-thread.js', import.meta.url), { env: SHARE_ENV })
   w.on('message', (reply: WorkerReply) => {
-    const p = pending.get(reply.id)
+    const p = lane.pending.get(reply.id)
     if (p == null) return
-    pending.delete(reply.id)
-    if (pending.size === 0) w.unref()
+    lane.pending.delete(reply.id)
+    if (lane.pending.size === 0) w.unref()
     if (reply.fatal != null) p.reject(new Error(`file worker: ${reply.fatal}`))
     else p.resolve(reply)
   })
-  w.on('error', (err) => { failAll(err) })
-  w.on('exit', (code) => { if (worker === w) failAll(new Error(`file worker exited (${code})`)) })
+  w.on('error', (err) => { if (lane.worker === w) failAll(lane, err) })
+  w.on('exit', (code) => { if (lane.worker === w) failAll(lane, new Error(`file worker exited (${code})`)) })
   w.unref()
-  worker = w
+  lane.worker = w
   return w
 }
 
-/** Send one request to the worker; resolves with its reply. */
-export async function fileWorker (req: WorkerRequest extends infer R ? (R extends unknown ? Omit<R, 'id'> : never) : never, transfer: ArrayBuffer[] = []): Promise<WorkerReply> {
-  const w = theWorker()
+/** How many lanes have a running thread (for tests). */
+export function fileLanesRunning (): number {
+  return lanes.filter(l => l.worker != null).length
+}
+
+/** Send one request to the worker of `lane` (0 unless a caller spreads small files); resolves with its reply. */
+export async function fileWorker (req: WorkerRequest extends infer R ? (R extends unknown ? Omit<R, 'id'> : never) : never, transfer: ArrayBuffer[] = [], lane = 0): Promise<WorkerReply> {
+  const l = lanes[lane % FILE_LANES]
+  const w = theWorker(l)
   const id = nextId++
   return await new Promise<WorkerReply>((resolve, reject) => {
-    pending.set(id, { resolve, reject })
+    l.pending.set(id, { resolve, reject })
     w.ref()
     w.postMessage({ ...req, id }, transfer)
   })

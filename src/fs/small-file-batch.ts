@@ -1,6 +1,6 @@
 import type { Entry } from '../manifest/types.js'
 import { createMode, metadataSteps } from './atomic-writer.js'
-import { fileWorker, workerError, type FileFailure, type FilesRequest } from './file-worker.js'
+import { FILE_LANES, fileWorker, workerError, type FileFailure, type FilesRequest } from './file-worker.js'
 
 /** Files up to this size (verified by the file worker before they are written) take the batched path. */
 export const SMALL_FILE_MAX = 64 * 1024
@@ -10,6 +10,8 @@ const BATCH_DELAY_MS = 20
 /** Files go to the worker in requests of up to this many files or bytes (or what one event-loop turn gave). */
 const SEND_FILES = 256
 const SEND_BYTES = 1024 * 1024
+/** A batch's first requests go to lane 0 only: a handful of files never starts a second thread. */
+const SPREAD_AFTER = 2
 
 /** A file is at its final path (no error), or failed. */
 export type FileSettled = (entry: Entry, err?: Error) => void
@@ -38,6 +40,10 @@ export class SmallFileBatch {
   private readonly owner = nextOwner++
   private seq = 0
   private filling?: Filling
+  /** requests sent to the worker lanes so far */
+  private requests = 0
+  /** the files sent since the last commit started, by lane: [lane, first seq, end seq) */
+  private sinceCommit: Array<[lane: number, from: number, to: number]> = []
   private sendQueued = false
   /** files sent to the worker, by number from `base` on; undefined once settled; all below `head` are */
   private inWorker: Array<Entry | undefined> = []
@@ -60,9 +66,6 @@ export class SmallFileBatch {
 
   /** Bytes of added files not yet written to their temp files. */
   get queuedBytes (): number { return this.queued }
-
-  /** Every file numbered below this is settled. */
-  private get settledBelow (): number { return this.base + this.head }
 
   /** Settles once queuedBytes is below `bytes` (or nothing is queued). */
   async drainedBelow (bytes: number): Promise<void> {
@@ -105,16 +108,22 @@ export class SmallFileBatch {
     }
   }
 
-  /** Hand the filled request to the worker (its buffer is transferred, not copied). */
+  /**
+   * Hand the filled request to a worker lane (its buffer is transferred, not copied). Requests
+   * alternate between the lanes, so two threads create files while the main thread decrypts.
+   */
   private send (): void {
     const f = this.filling
     if (f == null) return
     this.filling = undefined
+    const lane = this.requests < SPREAD_AFTER ? 0 : this.requests % FILE_LANES
+    this.requests++
     for (const e of f.entries) this.inWorker.push(e)
     const req = { op: 'files' as const, owner: f.owner, seq: f.seq, data: f.buf.buffer as ArrayBuffer, finals: f.finals, lengths: f.lengths, hashes: f.hashes, meta: f.meta }
     const count = f.finals.length
     const bytes = f.used
-    const p = fileWorker(req, [req.data]).then((reply) => {
+    this.sinceCommit.push([lane, f.seq, f.seq + count])
+    const p = fileWorker(req, [req.data], lane).then((reply) => {
       for (const fail of reply.failed ?? []) this.settle(fail[0], failureError(fail))
       this.createdSinceCommit += count - (reply.failed?.length ?? 0)
     }, (err: Error) => {
@@ -181,17 +190,27 @@ export class SmallFileBatch {
     })
   }
 
-  /** Durable, then visible: in the worker, one syncfs per file system (or an fsync each), then the renames. */
+  /**
+   * Durable, then visible: in each lane that got files since the last commit, one syncfs per
+   * file system (or an fsync each), then the renames. A lane handles its requests in order, so
+   * its commit covers every file sent to it before: those files are settled by its reply.
+   */
   private async commit (): Promise<void> {
-    // every file the worker created before this request is covered by it (one queue, in order)
-    const upTo = this.seq
-    try {
-      const reply = await fileWorker({ op: 'commit', owner: this.owner, fsyncEach: this.fsyncEach })
-      if (reply.syncfsUnsupported === true) this.fsyncEach = true
-      for (const fail of reply.failed ?? []) this.settle(fail[0], failureError(fail))
-      for (let s = this.settledBelow; s <= (reply.through ?? -1) && s < upTo; s++) this.settle(s)
-    } catch (err) {
-      for (let s = this.settledBelow; s < upTo; s++) this.settle(s, err as Error)
+    const ranges = this.sinceCommit
+    this.sinceCommit = []
+    const lanes = [...new Set(ranges.map(([lane]) => lane))]
+    const replies = await Promise.allSettled(lanes.map(async lane => await fileWorker({ op: 'commit', owner: this.owner, fsyncEach: this.fsyncEach }, [], lane)))
+    for (let i = 0; i < lanes.length; i++) {
+      const r = replies[i]
+      if (r.status === 'fulfilled') {
+        if (r.value.syncfsUnsupported === true) this.fsyncEach = true
+        for (const fail of r.value.failed ?? []) this.settle(fail[0], failureError(fail))
+      }
+      // the rest of the lane's files: in place, or failed with the whole commit
+      const err = r.status === 'rejected' ? r.reason as Error : undefined
+      for (const [lane, from, to] of ranges) {
+        if (lane === lanes[i]) for (let s = from; s < to; s++) this.settle(s, err)
+      }
     }
   }
 }

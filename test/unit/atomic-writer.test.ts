@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { AtomicFileWriter, HashMismatchError, tempNameIn } from '../../src/fs/atomic-writer.js'
 import { FileSink, SequenceError } from '../../src/sync/file-sink.js'
 import { SmallFileBatch } from '../../src/fs/small-file-batch.js'
+import { FILE_LANES, fileLanesRunning } from '../../src/fs/file-worker.js'
 import { DestinationRoot, UnsafePathError } from '../../src/fs/safe-path.js'
 import { InvalidPathError } from '../../src/manifest/paths.js'
 import { TEMP_PREFIX } from '../../src/manifest/scan.js'
@@ -451,6 +452,38 @@ describe('SmallFileBatch', () => {
     await b.flush()
     await wb
     assert.deepEqual(await listAll(dir), ['a', 'b'])
+  })
+  test('a large batch is spread over the worker lanes: every file lands once its lane commits, bad ones fail alone', async () => {
+    const dir = await freshDir()
+    await fsp.mkdir(join(dir, 'a'))
+    await fsp.mkdir(join(dir, 'b'))
+    const batch = new SmallFileBatch({ delayMs: 60_000 })
+    const count = 1500 // six requests of 256 files: the later ones alternate between lanes
+    const content = (i: number): string => `file ${i} `.repeat(i % 7)
+    const bad = new Set([800, 1300]) // in requests 3 and 5, i.e. lane 1 when there are two
+    const missing = 1100 // its directory does not exist
+    const writes = Array.from({ length: count }, async (_, i) => {
+      const rel = `${i < 750 ? 'a' : 'b'}/f${i}`
+      const c = content(i)
+      const path = i === missing ? join(dir, 'nowhere', 'x') : join(dir, rel)
+      // the outcome, taken at once (a failure settles long before the test looks)
+      return await batch.write(path, fileEntry(rel, c, { mtime: T + i }), [enc.encode(bad.has(i) ? c + '!' : c)], sha(c)).then(() => undefined, (err: Error) => err)
+    })
+    const deadline = Date.now() + 10_000
+    while ((await tempLeftovers(dir)).length < count - 3 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+    assert.equal((await tempLeftovers(dir)).length, count - 3, 'created under temp names, none in place before the commit')
+    if (FILE_LANES > 1) assert.equal(fileLanesRunning(), FILE_LANES, 'both lanes took files')
+    await batch.flush()
+    const outcomes = await Promise.all(writes)
+    const failed = outcomes.flatMap((err, i) => err != null ? [i] : [])
+    assert.deepEqual(failed, [800, 1100, 1300])
+    assert.deepEqual(await tempLeftovers(dir), [])
+    for (let i = 0; i < count; i++) {
+      const p = join(dir, `${i < 750 ? 'a' : 'b'}/f${i}`)
+      if (failed.includes(i)) { assert.equal(await exists(p), false); continue }
+      assert.equal(await fsp.readFile(p, 'utf8'), content(i))
+      assertMtime(await fsp.stat(p, { bigint: true }), T + i, NSEC)
+    }
   })
 })
 
