@@ -1,6 +1,6 @@
 import { constants } from 'node:fs'
 import { open, unlink, type FileHandle } from 'node:fs/promises'
-import { fileWorker, workerError, type WorkerReply } from './file-worker.js'
+import { createHash } from 'node:crypto'
 
 /**
  * Large files are written with O_DIRECT: straight from our buffers to the disk, not through
@@ -17,7 +17,7 @@ export const DIRECT_IO_MIN = 8 * 1024 * 1024
 export const DIRECT_ALIGN = 4096
 /** One direct write: the bytes staged before they go to the disk. */
 const SLOT_SIZE = 1024 * 1024
-/** Staging buffers of the whole process: bounds the memory (4 MiB) and the writes in flight. */
+/** Staging slots of the whole process: bounds the memory (4 MiB) and the writes in flight. */
 const SLOTS = 4
 
 let enabled = process.env.GOSYNC_DIRECT_IO !== '0'
@@ -31,40 +31,41 @@ export function wantsDirectIo (size: number): boolean {
 }
 
 /**
- * The process's staging buffers (plain memory: a copy into shared memory runs byte by byte
- * when the source is not 8-byte aligned, 13 times slower here). A full one is transferred
- * to the file worker, which hashes it, copies it into its own page-aligned memory (O_DIRECT
- * refuses unaligned memory) and writes it, then transfers it back.
+ * The process's staging slots: page-aligned memory (each slot its own WebAssembly.Memory,
+ * which is mapped page-aligned), as O_DIRECT wants, so a full slot is written as it is.
  */
-class StagingBuffers {
-  private readonly free: Buffer[] = []
-  private readonly waiters: Array<(slot: Buffer) => void> = []
+class StagingSlots {
+  private readonly free: Uint8Array[] = []
+  private readonly waiters: Array<(slot: Uint8Array) => void> = []
 
   constructor () {
-    for (let i = 0; i < SLOTS; i++) this.free.push(Buffer.allocUnsafeSlow(SLOT_SIZE))
+    for (let i = 0; i < SLOTS; i++) this.free.push(alignedBlock(SLOT_SIZE))
   }
 
   /** A free slot, at once when there is one (no promise on the usual path). */
-  tryTake (): Buffer | undefined { return this.free.pop() }
+  tryTake (): Uint8Array | undefined { return this.free.pop() }
 
-  async take (): Promise<Buffer> {
-    return this.free.pop() ?? await new Promise<Buffer>(resolve => { this.waiters.push(resolve) })
+  async take (): Promise<Uint8Array> {
+    return this.free.pop() ?? await new Promise<Uint8Array>(resolve => { this.waiters.push(resolve) })
   }
 
-  /** A slot back; `undefined` when its memory was lost with a failed worker (replaced). */
-  give (slot: ArrayBuffer | undefined): void {
-    const b = slot != null && slot.byteLength === SLOT_SIZE ? Buffer.from(slot) : Buffer.allocUnsafeSlow(SLOT_SIZE)
+  give (slot: Uint8Array): void {
     const w = this.waiters.shift()
-    if (w != null) w(b)
-    else this.free.push(b)
+    if (w != null) w(slot)
+    else this.free.push(slot)
   }
 }
 
-/** Page-aligned memory for the probe write (a WebAssembly.Memory is mapped page-aligned). */
+/** `bytes` of page-aligned memory (a multiple of 64 KiB: WebAssembly pages). */
+function alignedBlock (bytes: number): Uint8Array {
+  const pages = Math.ceil(bytes / 65536)
+  return new Uint8Array(new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer, 0, bytes)
+}
+
+/** Page-aligned memory for the probe write. */
 let probeBlock: Uint8Array | undefined
 
-let slots: StagingBuffers | undefined
-let nextFile = 0
+let slots: StagingSlots | undefined
 
 /**
  * Creates `path` (O_CREAT|O_EXCL, like 'wx') for direct writes, and checks with one aligned
@@ -79,7 +80,7 @@ export async function createDirect (path: string, mode: number): Promise<FileHan
     if ((err as NodeJS.ErrnoException).code === 'EINVAL') return undefined
     throw err
   }
-  probeBlock ??= new Uint8Array(new WebAssembly.Memory({ initial: 1, maximum: 1 }).buffer, 0, DIRECT_ALIGN)
+  probeBlock ??= alignedBlock(DIRECT_ALIGN)
   try {
     await fh.write(probeBlock, 0, DIRECT_ALIGN, 0)
     await fh.truncate(0)
@@ -93,15 +94,15 @@ export async function createDirect (path: string, mode: number): Promise<FileHan
 }
 
 /**
- * Appends a file's bytes through 1 MiB staging slots. A full slot goes to the file worker,
- * which hashes it (SHA-256, in file order) and writes it to the disk while the main thread
- * fills the next one: the target's main thread keeps decrypting. finish() has the last,
- * partial block written padded with zeros, cuts the file to its size and returns the
- * digest. A failed write is reported by the next append() or by finish().
+ * Appends a file's bytes through the 1 MiB staging slots. A full slot is hashed (SHA-256, in
+ * file order) and written by libuv's thread pool while the next one fills: the copy into the
+ * slot is the only copy, and no worker thread is needed (one costs ~11 MB of memory).
+ * finish() writes the last, partial block padded with zeros, cuts the file to its size and
+ * returns the digest. A failed write is reported by the next append() or by finish().
  */
 export class DirectAppender {
-  private readonly file = nextFile++
-  private slot?: Buffer
+  private readonly hash = createHash('sha256')
+  private slot?: Uint8Array
   private fill = 0
   /** file offset of the slot being filled */
   private slotAt = 0
@@ -112,8 +113,7 @@ export class DirectAppender {
   private closed?: Promise<string | undefined>
 
   constructor (private readonly fh: FileHandle) {
-    slots ??= new StagingBuffers()
-    this.track(fileWorker({ op: 'direct-open', file: this.file, fd: fh.fd }))
+    slots ??= new StagingSlots()
   }
 
   /** Staged and written bytes: the next append's file offset. */
@@ -163,23 +163,30 @@ export class DirectAppender {
     return undefined
   }
 
-  /** Hands the current slot to the worker (transferred): its `fill` bytes hashed and written. */
+  /** Hashes the current slot's `fill` bytes and writes them (padded to a block), giving the slot back after. */
   private issue (): void {
     const slot = this.slot!
-    const req = { op: 'direct-write' as const, file: this.file, data: slot.buffer as ArrayBuffer, bytes: this.fill, position: this.slotAt }
+    const bytes = this.fill
+    const position = this.slotAt
     this.slot = undefined
-    this.slotAt += this.fill
+    this.slotAt += bytes
     this.fill = 0
-    let back: ArrayBuffer | undefined
-    this.track(fileWorker(req, [req.data]).then((r) => { back = r.data; return r }), () => { slots!.give(back) })
+    this.hash.update(slot.subarray(0, bytes))
+    const length = Math.ceil(bytes / DIRECT_ALIGN) * DIRECT_ALIGN
+    slot.fill(0, bytes, length)
+    const p: Promise<void> = this.writeFully(slot, length, position)
+      .catch((err: Error) => { this.error ??= err })
+      .finally(() => { this.writing.delete(p); slots!.give(slot) })
+    this.writing.add(p)
   }
 
-  private track (reply: Promise<WorkerReply>, done?: () => void): void {
-    const p: Promise<void> = reply
-      .then((r) => { const e = r.results?.[0]; if (e?.error != null) throw workerError(e) })
-      .catch((err: Error) => { this.error ??= err })
-      .finally(() => { this.writing.delete(p); done?.() })
-    this.writing.add(p)
+  private async writeFully (slot: Uint8Array, length: number, position: number): Promise<void> {
+    let done = 0
+    while (done < length) {
+      const { bytesWritten } = await this.fh.write(slot, done, length - done, position + done)
+      if (bytesWritten === 0) throw new Error('direct write made no progress')
+      done += bytesWritten
+    }
   }
 
   /**
@@ -207,14 +214,13 @@ export class DirectAppender {
       if (this.fill > 0 && digest && this.error == null) {
         this.issue()
       } else {
-        slots!.give(this.slot.buffer as ArrayBuffer)
+        slots!.give(this.slot)
         this.slot = undefined
       }
     }
     while (this.writing.size > 0) await Promise.all(this.writing)
-    const r = await fileWorker({ op: 'direct-close', file: this.file, digest })
     if (!digest || this.error != null) return undefined
     if (padded) await this.fh.truncate(size)
-    return r.results?.[0]?.hash
+    return this.hash.digest('hex')
   }
 }

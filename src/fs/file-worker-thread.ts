@@ -13,7 +13,6 @@ import { dirname } from 'node:path'
 import type { FileFailure, FilesRequest, WorkerReply, WorkerRequest, WorkerResult } from './file-worker.js'
 import { hashSmallFileSync } from './read-small.js'
 import { tempNameIn } from './atomic-writer.js'
-import { DIRECT_ALIGN } from './direct-io.js'
 import { utimesValue } from '../manifest/time.js'
 
 function failure (err: unknown): WorkerResult {
@@ -95,36 +94,6 @@ function hashSmall (path: string, size: number): WorkerResult {
   return typeof h === 'string' ? { hash: h } : h != null ? failure(h) : { changed: true }
 }
 
-/** Large files being written with O_DIRECT: their descriptor and running hash. */
-const direct = new Map<number, { fd: number, hash: Hash }>()
-/** Where a direct write is copied first: page-aligned, as O_DIRECT wants (a WebAssembly.Memory is mapped so). */
-let aligned: Uint8Array | undefined
-
-/** One staged slot of a direct file: hashed, copied into aligned memory and written. */
-function directWrite (req: Extract<WorkerRequest, { op: 'direct-write' }>): WorkerResult {
-  const f = direct.get(req.file)
-  if (f == null) return { error: 'file worker: unknown direct file (the worker restarted?)' }
-  try {
-    const bytes = new Uint8Array(req.data, 0, req.bytes)
-    f.hash.update(bytes)
-    const length = Math.ceil(req.bytes / DIRECT_ALIGN) * DIRECT_ALIGN
-    if (aligned == null || aligned.byteLength < length) {
-      aligned = new Uint8Array(new WebAssembly.Memory({ initial: Math.ceil(length / 65536), maximum: Math.ceil(length / 65536) }).buffer)
-    }
-    aligned.set(bytes, 0)
-    aligned.fill(0, req.bytes, length)
-    let done = 0
-    while (done < length) {
-      const n = writeSync(f.fd, aligned, done, length - done, req.position + done)
-      if (n === 0) throw new Error('direct write made no progress')
-      done += n
-    }
-    return {}
-  } catch (err) {
-    return failure(err)
-  }
-}
-
 /** Large files being read for sending: their descriptor and, for a deferred hash, the running hash. */
 const reading = new Map<number, { fd: number, hash?: Hash }>()
 
@@ -179,16 +148,6 @@ async function handle (req: WorkerRequest): Promise<WorkerReply> {
     const f = reading.get(req.file)
     reading.delete(req.file)
     return { id: req.id, results: [{ hash: f?.hash?.digest('hex') }] }
-  }
-  if (req.op === 'direct-write') return { id: req.id, results: [directWrite(req)], data: req.data }
-  if (req.op === 'direct-open') {
-    direct.set(req.file, { fd: req.fd, hash: createHash('sha256') })
-    return { id: req.id }
-  }
-  if (req.op === 'direct-close') {
-    const f = direct.get(req.file)
-    direct.delete(req.file)
-    return { id: req.id, results: [f == null ? { error: 'file worker: unknown direct file (the worker restarted?)' } : { hash: req.digest ? f.hash.digest('hex') : undefined }] }
   }
   if (req.op === 'hash') return { id: req.id, results: req.items.map(([path, size]) => hashSmall(path, size)) }
   if (req.op === 'files') return { id: req.id, failed: createFiles(req) }

@@ -4,8 +4,8 @@ import { SHARE_ENV, Worker } from 'node:worker_threads'
 /**
  * Worker threads that do the system calls of small files (create, write, metadata, close;
  * syncfs and rename), so the main thread can go on decrypting and verifying the next ones; a
- * source's scan also hashes part of its small files there, and large files are read, hashed
- * and written there (direct-io.ts, large-file-reader.ts). Requests are batched: the data of
+ * source's scan also hashes part of its small files there, and large files to send are read
+ * and hashed there (large-file-reader.ts). Requests are batched: the data of
  * many files travels in one transferred buffer. Started on first use; they do not keep the
  * process alive when idle.
  */
@@ -34,12 +34,6 @@ export type WorkerRequest =
   | { id: number, op: 'commit', owner: number, fsyncEach: boolean }
   /** SHA-256 of small files (read whole, O_NOFOLLOW), for a scan: [path, expected size] */
   | { id: number, op: 'hash', items: Array<[path: string, size: number]> }
-  /** a large file written with O_DIRECT (direct-io.ts): its descriptor */
-  | { id: number, op: 'direct-open', file: number, fd: number }
-  /** hash the first `bytes` of `data` (transferred, and back in the reply) and write them at `position`, padded with zeros to a block */
-  | { id: number, op: 'direct-write', file: number, data: ArrayBuffer, bytes: number, position: number }
-  /** forget the file; with `digest`, reply with the SHA-256 of everything hashed */
-  | { id: number, op: 'direct-close', file: number, digest: boolean }
   /** a large file to send (large-file-reader.ts); `hashPrefix` ≥ 0: hash it, its first `hashPrefix` bytes at once */
   | { id: number, op: 'read-open', file: number, fd: number, hashPrefix: number }
   /** read (and hash) up to `length` bytes at `position`: replied in `data`, transferred */
@@ -51,8 +45,8 @@ export type WorkerRequest =
 export type FileFailure = [seq: number, error: string, code: string | undefined]
 
 /**
- * direct-*, read-*: one result, with the error of a failed call, direct-close's or
- * read-close's hash, or the bytes read (`bytes` of `data`).
+ * read-*: one result, with the error of a failed call, read-close's hash, or the bytes read
+ * (`bytes` of `data`).
  * hash: per file its hash, the error, or `changed` (no longer the expected size: hash it the
  * ordinary way). files: the files that could not be created. commit: every file of the owner
  * created before it is settled; those in `failed` did not get in place.
@@ -64,7 +58,7 @@ export interface WorkerReply { id: number, results?: WorkerResult[], data?: Arra
  * Worker threads for small files: the kernel's work of creating files (tens of µs each here)
  * is the longest thread of a target taking a tree of small files, so a batch spreads its
  * requests over two lanes when the machine has two cores or more. Lane 0 also does everything
- * else (scan hashes, large files); a lane's thread starts on its first request.
+ * else (scan hashes, large files to send); a lane's thread starts on its first request.
  */
 export const FILE_LANES = Math.min(2, availableParallelism())
 
