@@ -39,6 +39,8 @@ export class Daemon {
   node?: Libp2p
   private server?: Server
   readonly sessions = new SessionRegistry()
+  /** tasks' work that runs after their report (hash-cache saves): finished before stop() ends */
+  private readonly afterReports = new Set<Promise<void>>()
   readonly trust: TrustList
 
   constructor (readonly opts: DaemonOptions) {
@@ -52,7 +54,13 @@ export class Daemon {
     const node = await createNode({ privateKey, listen: opts.listen, mdns: opts.mdns, muxers: opts.muxers, swarmKey: await loadSwarmKey(opts.home), bootstrap: opts.bootstrap, relayService: opts.relayService })
     this.node = node
     const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
-    const sourceOpts = { hashCacheDir: join(opts.home, 'hashcache') }
+    const sourceOpts = {
+      hashCacheDir: join(opts.home, 'hashcache'),
+      afterReport: (work: Promise<void>): void => {
+        this.afterReports.add(work)
+        void work.finally(() => { this.afterReports.delete(work) })
+      }
+    }
     const trees = new FileTreeRecords(join(opts.home, 'trees'))
     const tracker = new PeerTracker(node, isTrusted)
     await node.handle(CONTROL_PROTOCOL, async (stream, connection) => {
@@ -98,6 +106,7 @@ export class Daemon {
   async stop (): Promise<void> {
     await new Promise<void>(resolve => { this.server?.close(() => { resolve() }) ?? resolve() })
     await unlink(socketPath(this.opts.home)).catch(() => {})
+    await Promise.all(this.afterReports)
     await this.node?.stop()
   }
 }

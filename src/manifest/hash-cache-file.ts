@@ -16,6 +16,13 @@ const FORMAT = 1
 
 type Row = [size: number, mtime: number, nsec: number, ino: number, hash: string]
 
+/**
+ * Saves under way in this process, per cache file. Saves of one file run one after the other,
+ * in the order they were started, and a load waits for them: a daemon saves a task's last
+ * hashes after it has answered, and the next task must still see them.
+ */
+const saving = new Map<string, Promise<void>>()
+
 export class FileHashCache implements HashCache {
   private readonly next = new Map<string, Row>()
   hits = 0
@@ -37,6 +44,7 @@ export class FileHashCache implements HashCache {
   /** Load the cache of `root` (empty when missing or unreadable: the cache is only an optimisation). */
   static async load (dir: string, root: string): Promise<FileHashCache> {
     const file = FileHashCache.fileFor(dir, root)
+    await saving.get(file)
     const prev = new Map<string, Row>()
     try {
       const doc = JSON.parse(await readFile(file, 'utf8')) as { format: number, root: string, rows: Record<string, Row> }
@@ -69,9 +77,22 @@ export class FileHashCache implements HashCache {
   async save (root: string): Promise<void> {
     // every row was looked up and found, none added: the file already says this
     if (this.stored === 0 && this.next.size === this.prev.size && this.hits === this.prev.size) return
-    await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 })
-    const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
-    await writeFile(tmp, JSON.stringify({ format: FORMAT, root, rows: Object.fromEntries(this.next) }), { mode: 0o600 })
-    await rename(tmp, this.file)
+    const prior = saving.get(this.file)
+    const write = (async () => {
+      await prior
+      await mkdir(join(this.file, '..'), { recursive: true, mode: 0o700 })
+      const tmp = `${this.file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+      await writeFile(tmp, JSON.stringify({ format: FORMAT, root, rows: Object.fromEntries(this.next) }), { mode: 0o600 })
+      await rename(tmp, this.file)
+    })()
+    // what waits on `saving` never sees this save's error: its caller does
+    const settled = write.catch(() => {})
+    saving.set(this.file, settled)
+    try {
+      await write
+    } finally {
+      if (saving.get(this.file) === settled) saving.delete(this.file)
+    }
   }
+
 }

@@ -57,8 +57,14 @@ describe('deferred hashes', () => {
     assert.equal((await fsp.stat(t1Touched)).ino, inodeBefore, 'touched.bin was not rewritten');
     assert.equal(r2.received, 11 * MiB + 6, JSON.stringify(r2));
     // the hashes computed while sending are kept by the source for its next scan
+    // (the daemon writes them after its report: wait for the file to say so)
     const cacheDir = path.join(source.home, 'hashcache');
-    const cached = JSON.stringify(await Promise.all((await fsp.readdir(cacheDir)).map(async (f) => JSON.parse(await fsp.readFile(path.join(cacheDir, f), 'utf8')))));
+    const readCache = async () => JSON.stringify(await Promise.all((await fsp.readdir(cacheDir)).map(async (f) => JSON.parse(await fsp.readFile(path.join(cacheDir, f), 'utf8')))));
+    let cached = await readCache();
+    for (const deadline = Date.now() + 10_000; Object.values(sums).some((sum) => !cached.includes(sum)) && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      cached = await readCache();
+    }
     for (const [p, sum] of Object.entries(sums)) assert.ok(cached.includes(sum), `hash of ${p} not in the source's cache`);
 
     const again = await lab.syncJson(['-t', targets.map((d) => d.addr).join(','), '--src', lab.common('data'), '--dst', lab.common('copy')], { home: source.home });

@@ -88,3 +88,23 @@ test('scanTree uses the cache: an unchanged tree is not re-read, a changed file 
     await rm(dir, { recursive: true, force: true })
   }
 })
+
+test('saves of one cache run in the order they were started, and a load waits for them', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'gs-hc-'))
+  try {
+    // two tasks over the same root: the first one's last save is still running (not awaited,
+    // as a daemon runs it after its report) when the second one starts
+    const a = await FileHashCache.load(dir, '/src')
+    const b = await FileHashCache.load(dir, '/src')
+    b.store('from-b', 1, OLD, 0, 1, H)
+    a.store('from-a', 2, OLD, 0, 2, H)
+    const savedB = b.save('/src')
+    const savedA = a.save('/src') // started last: its rows are what the file keeps
+    const next = await FileHashCache.load(dir, '/src')
+    assert.equal(next.lookup('from-a', 2, OLD, 0, 2), H, 'the load saw the save started before it')
+    assert.equal(next.lookup('from-b', 1, OLD, 0, 1), undefined, 'the later save replaced the earlier one')
+    await Promise.all([savedA, savedB])
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+})
