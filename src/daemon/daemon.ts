@@ -106,7 +106,8 @@ export class Daemon {
   async stop (): Promise<void> {
     await new Promise<void>(resolve => { this.server?.close(() => { resolve() }) ?? resolve() })
     await unlink(socketPath(this.opts.home)).catch(() => {})
-    await Promise.all(this.afterReports)
     await this.node?.stop()
+    // tasks still running when the node stopped may hand over their saves after this began
+    while (this.afterReports.size > 0) await Promise.all(this.afterReports)
   }
 }

@@ -33,26 +33,46 @@ export function wantsDirectIo (size: number): boolean {
 /**
  * The process's staging slots: page-aligned memory (each slot its own WebAssembly.Memory,
  * which is mapped page-aligned), as O_DIRECT wants, so a full slot is written as it is.
+ * SLOTS are shared; beyond them, every open direct file may have one slot of its own, so a
+ * file whose sender is slow (holding a half-filled slot) never makes another session's file wait.
  */
 class StagingSlots {
   private readonly free: Uint8Array[] = []
   private readonly waiters: Array<(slot: Uint8Array) => void> = []
+  private allocated = 0
+  /** open direct files (DirectAppender instances not yet closed) */
+  openFiles = 0
 
   constructor () {
-    for (let i = 0; i < SLOTS; i++) this.free.push(alignedBlock(SLOT_SIZE))
+    for (let i = 0; i < SLOTS; i++) this.free.push(this.allocate())
   }
 
-  /** A free slot, at once when there is one (no promise on the usual path). */
-  tryTake (): Uint8Array | undefined { return this.free.pop() }
+  private allocate (): Uint8Array {
+    this.allocated++
+    return alignedBlock(SLOT_SIZE)
+  }
+
+  /** A free slot, at once when there is one or another may be allocated (no promise on the usual path). */
+  tryTake (): Uint8Array | undefined {
+    return this.free.pop() ?? (this.allocated < SLOTS + this.openFiles ? this.allocate() : undefined)
+  }
 
   async take (): Promise<Uint8Array> {
-    return this.free.pop() ?? await new Promise<Uint8Array>(resolve => { this.waiters.push(resolve) })
+    return this.tryTake() ?? await new Promise<Uint8Array>(resolve => { this.waiters.push(resolve) })
+  }
+
+  /** A direct file closed: memory beyond what the open files may hold goes back to the system. */
+  fileClosed (): void {
+    this.openFiles--
+    while (this.allocated > SLOTS + this.openFiles && this.free.length > 0) { this.free.pop(); this.allocated-- }
   }
 
   give (slot: Uint8Array): void {
     const w = this.waiters.shift()
-    if (w != null) w(slot)
-    else this.free.push(slot)
+    if (w != null) { w(slot); return }
+    // memory beyond what the open files may hold goes back to the system
+    if (this.allocated > SLOTS + this.openFiles) { this.allocated--; return }
+    this.free.push(slot)
   }
 }
 
@@ -73,14 +93,21 @@ let slots: StagingSlots | undefined
  * some FUSE and network file systems): the caller creates the file buffered instead.
  */
 export async function createDirect (path: string, mode: number): Promise<FileHandle | undefined> {
+  // memory first: nothing to undo on the disk when it cannot be had
+  probeBlock ??= alignedBlock(DIRECT_ALIGN)
+  slots ??= new StagingSlots()
   let fh: FileHandle
   try {
     fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_DIRECT, mode)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return undefined
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') {
+      // Linux creates the file before it refuses O_DIRECT: the name is ours (O_EXCL), free it
+      // for the buffered create
+      await unlink(path).catch(() => {})
+      return undefined
+    }
     throw err
   }
-  probeBlock ??= alignedBlock(DIRECT_ALIGN)
   try {
     await fh.write(probeBlock, 0, DIRECT_ALIGN, 0)
     await fh.truncate(0)
@@ -114,6 +141,7 @@ export class DirectAppender {
 
   constructor (private readonly fh: FileHandle) {
     slots ??= new StagingSlots()
+    slots.openFiles++
   }
 
   /** Staged and written bytes: the next append's file offset. */
@@ -122,7 +150,10 @@ export class DirectAppender {
   /** Settles once the bytes are copied into a slot (the caller may reuse its buffers). */
   async append (parts: readonly Uint8Array[]): Promise<void> {
     if (this.queue != null) {
-      const next: Promise<void> = this.queue.then(async () => { await this.copyIn(parts) })
+      const next: Promise<void> = this.queue.then(async () => {
+        if (this.error != null) throw this.error
+        await this.copyIn(parts)
+      })
       this.queue = next
       try { await next } finally { if (this.queue === next) this.queue = undefined }
       return
@@ -219,6 +250,7 @@ export class DirectAppender {
       }
     }
     while (this.writing.size > 0) await Promise.all(this.writing)
+    slots!.fileClosed()
     if (!digest || this.error != null) return undefined
     if (padded) await this.fh.truncate(size)
     return this.hash.digest('hex')

@@ -62,8 +62,13 @@ export interface WorkerReply { id: number, results?: WorkerResult[], data?: Arra
  */
 export const FILE_LANES = Math.min(2, availableParallelism())
 
-interface Lane { worker?: Worker, pending: Map<number, { resolve: (r: WorkerReply) => void, reject: (err: Error) => void }> }
-const lanes: Lane[] = Array.from({ length: FILE_LANES }, () => ({ pending: new Map() }))
+interface Lane {
+  worker?: Worker
+  /** how many threads this lane has started: a new one knows nothing of its predecessor's files */
+  generation: number
+  pending: Map<number, { resolve: (r: WorkerReply) => void, reject: (err: Error) => void }>
+}
+const lanes: Lane[] = Array.from({ length: FILE_LANES }, () => ({ generation: 0, pending: new Map() }))
 let nextId = 0
 
 function failAll (lane: Lane, err: Error): void {
@@ -87,7 +92,22 @@ function theWorker (lane: Lane): Worker {
   w.on('exit', (code) => { if (lane.worker === w) failAll(lane, new Error(`file worker exited (${code})`)) })
   w.unref()
   lane.worker = w
+  lane.generation++
   return w
+}
+
+/**
+ * The generation of the thread that takes the next request of `lane` (call it right after
+ * fileWorker(), which posts synchronously). A commit answered by another generation than the
+ * one that created a file cannot have renamed that file: its thread died with it.
+ */
+export function laneGeneration (lane: number): number {
+  return lanes[lane % FILE_LANES].generation
+}
+
+/** Ends the thread of `lane` as a crash would (for tests). */
+export async function stopFileLane (lane: number): Promise<void> {
+  await lanes[lane % FILE_LANES].worker?.terminate()
 }
 
 /** How many lanes have a running thread (for tests). */

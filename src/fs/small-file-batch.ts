@@ -1,6 +1,6 @@
 import type { Entry } from '../manifest/types.js'
 import { createMode, metadataSteps } from './atomic-writer.js'
-import { FILE_LANES, fileWorker, workerError, type FileFailure, type FilesRequest } from './file-worker.js'
+import { FILE_LANES, fileWorker, laneGeneration, workerError, type FileFailure, type FilesRequest } from './file-worker.js'
 
 /** Files up to this size (verified by the file worker before they are written) take the batched path. */
 export const SMALL_FILE_MAX = 64 * 1024
@@ -42,8 +42,8 @@ export class SmallFileBatch {
   private filling?: Filling
   /** requests sent to the worker lanes so far */
   private requests = 0
-  /** the files sent since the last commit started, by lane: [lane, first seq, end seq) */
-  private sinceCommit: Array<[lane: number, from: number, to: number]> = []
+  /** the files sent since the last commit started: [lane, first seq, end seq), and the lane's thread (generation) that took them */
+  private sinceCommit: Array<[lane: number, from: number, to: number, generation: number]> = []
   private sendQueued = false
   /** files sent to the worker, by number from `base` on; undefined once settled; all below `head` are */
   private inWorker: Array<Entry | undefined> = []
@@ -122,8 +122,9 @@ export class SmallFileBatch {
     const req = { op: 'files' as const, owner: f.owner, seq: f.seq, data: f.buf.buffer as ArrayBuffer, finals: f.finals, lengths: f.lengths, hashes: f.hashes, meta: f.meta }
     const count = f.finals.length
     const bytes = f.used
-    this.sinceCommit.push([lane, f.seq, f.seq + count])
-    const p = fileWorker(req, [req.data], lane).then((reply) => {
+    const reply = fileWorker(req, [req.data], lane)
+    this.sinceCommit.push([lane, f.seq, f.seq + count, laneGeneration(lane)])
+    const p = reply.then((reply) => {
       for (const fail of reply.failed ?? []) this.settle(fail[0], failureError(fail))
       this.createdSinceCommit += count - (reply.failed?.length ?? 0)
     }, (err: Error) => {
@@ -199,17 +200,25 @@ export class SmallFileBatch {
     const ranges = this.sinceCommit
     this.sinceCommit = []
     const lanes = [...new Set(ranges.map(([lane]) => lane))]
-    const replies = await Promise.allSettled(lanes.map(async lane => await fileWorker({ op: 'commit', owner: this.owner, fsyncEach: this.fsyncEach }, [], lane)))
-    for (let i = 0; i < lanes.length; i++) {
+    const posted = lanes.map(lane => {
+      const reply = fileWorker({ op: 'commit', owner: this.owner, fsyncEach: this.fsyncEach }, [], lane)
+      return { lane, reply, generation: laneGeneration(lane) }
+    })
+    const replies = await Promise.allSettled(posted.map(async p => await p.reply))
+    for (let i = 0; i < posted.length; i++) {
       const r = replies[i]
       if (r.status === 'fulfilled') {
         if (r.value.syncfsUnsupported === true) this.fsyncEach = true
         for (const fail of r.value.failed ?? []) this.settle(fail[0], failureError(fail))
       }
-      // the rest of the lane's files: in place, or failed with the whole commit
+      // the rest of the lane's files: in place, or failed with the whole commit, or lost
+      // with a thread that died after creating them (the commit went to its successor)
       const err = r.status === 'rejected' ? r.reason as Error : undefined
-      for (const [lane, from, to] of ranges) {
-        if (lane === lanes[i]) for (let s = from; s < to; s++) this.settle(s, err)
+      const lost = new Error('the file worker thread stopped before the file was committed')
+      for (const [lane, from, to, generation] of ranges) {
+        if (lane !== posted[i].lane) continue
+        const why = err ?? (generation !== posted[i].generation ? lost : undefined)
+        for (let s = from; s < to; s++) this.settle(s, why)
       }
     }
   }

@@ -163,10 +163,10 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
   // hashes computed while sending: the next run need not read those files again (a daemon
   // writes them after it has answered: 20k rows take 30-50 ms)
-  const lastSave = (async () => {
-    await firstSave
-    await hashCache?.save(task.src).catch(() => {})
-  })()
+  // (firstSave is long done by now; its warning goes out before the report. save() queues
+  // itself behind earlier saves of the same file at once, so the next task's load waits for it)
+  await firstSave
+  const lastSave = hashCache?.save(task.src).catch(() => {}) ?? Promise.resolve()
   if (source.afterReport != null) source.afterReport(lastSave)
   else await lastSave
 

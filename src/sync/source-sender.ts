@@ -212,11 +212,12 @@ class ClassSender {
       await this.skip(index, err as Error)
       return
     }
+    let next: Promise<Buffer> | undefined
     try {
       await this.sendAll([encodeBegin(index, offset)])
       let sent = offset
       // read ahead one frame while the previous one is being sent
-      let next: Promise<Buffer> | undefined = file.read(sent, Math.min(this.opts.frameBytes, e.size - sent))
+      next = file.read(sent, Math.min(this.opts.frameBytes, e.size - sent))
       while (next != null) {
         const chunk: Buffer = await next
         if (chunk.byteLength === 0) {
@@ -233,6 +234,8 @@ class ClassSender {
       // mid-file: the message says more than a bare code
       await this.skip(index, (err as Error).message)
     } finally {
+      // a read ahead still under way when a send failed: its outcome no longer matters
+      next?.catch(() => {})
       await file.close().catch(() => {})
     }
   }

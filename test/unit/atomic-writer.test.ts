@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { AtomicFileWriter, HashMismatchError, tempNameIn } from '../../src/fs/atomic-writer.js'
 import { FileSink, SequenceError } from '../../src/sync/file-sink.js'
 import { SmallFileBatch } from '../../src/fs/small-file-batch.js'
-import { FILE_LANES, fileLanesRunning } from '../../src/fs/file-worker.js'
+import { FILE_LANES, fileLanesRunning, stopFileLane } from '../../src/fs/file-worker.js'
 import { DestinationRoot, UnsafePathError } from '../../src/fs/safe-path.js'
 import { InvalidPathError } from '../../src/manifest/paths.js'
 import { TEMP_PREFIX } from '../../src/manifest/scan.js'
@@ -483,6 +483,32 @@ describe('SmallFileBatch', () => {
       if (failed.includes(i)) { assert.equal(await exists(p), false); continue }
       assert.equal(await fsp.readFile(p, 'utf8'), content(i))
       assertMtime(await fsp.stat(p, { bigint: true }), T + i, NSEC)
+    }
+  })
+  test('a lane whose thread dies after creating its files: those files fail, the other lane\'s land', async (t) => {
+    if (FILE_LANES < 2) return t.skip('one core: one lane')
+    const dir = await freshDir()
+    const batch = new SmallFileBatch({ delayMs: 60_000 })
+    const count = 1024 // requests 0-2 go to lane 0, request 3 (files 768-1023) to lane 1
+    const writes = Array.from({ length: count }, async (_, i) => {
+      const c = `small ${i}`
+      return await batch.write(join(dir, `f${i}`), fileEntry(`f${i}`, c), [enc.encode(c)], sha(c)).then(() => undefined, (err: Error) => err)
+    })
+    const deadline = Date.now() + 10_000
+    while ((await tempLeftovers(dir)).length < count && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+    assert.equal((await tempLeftovers(dir)).length, count, 'every file created under a temp name')
+    await stopFileLane(1) // lane 1's thread, and the list of the files it created, are gone
+    await batch.flush()
+    const outcomes = await Promise.all(writes)
+    for (let i = 0; i < count; i++) {
+      const landed = await exists(join(dir, `f${i}`))
+      if (i < 768) {
+        assert.equal(outcomes[i], undefined, `file ${i}: ${String(outcomes[i])}`)
+        assert.ok(landed, `file ${i} is in place`)
+      } else {
+        assert.match(String(outcomes[i]), /stopped before the file was committed/, `file ${i}`)
+        assert.equal(landed, false, `file ${i} is not in place`)
+      }
     }
   })
 })

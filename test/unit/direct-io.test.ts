@@ -2,6 +2,7 @@ import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import * as fsp from 'node:fs/promises'
 import { constants, openSync, closeSync, writeSync, unlinkSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -159,6 +160,45 @@ describe('large files with O_DIRECT', () => {
         pos[i] += next.value.byteLength
       }
     }
+    await Promise.all(writers.map(async w => { await w.commit() }))
+    for (const f of files) assert.ok((await fsp.readFile(join(dir, f.e.path))).equals(f.c), f.e.path)
+  })
+})
+
+describe('large files where O_DIRECT cannot be used or slots are scarce', () => {
+  test('a file system that refuses O_DIRECT (ramfs): the file is written buffered, whole, no temp file left', async (t) => {
+    const dir = await freshDir()
+    const m = spawnSync('mount', ['-t', 'ramfs', 'ramfs', dir], { encoding: 'utf8' })
+    if (m.status !== 0) return t.skip(`cannot mount a ramfs here: ${(m.stderr ?? '').trim()}`)
+    try {
+      if (takesDirect(dir)) return t.skip('this ramfs takes O_DIRECT')
+      const content = randomBytes(DIRECT_IO_MIN + 5)
+      const final = join(dir, 'big.bin')
+      const w = await AtomicFileWriter.create(final, entryFor('big.bin', content))
+      let pos = 0
+      for (const p of pieces(content)) { await w.writeAt([p], pos); pos += p.byteLength }
+      await w.commit()
+      assert.ok((await fsp.readFile(final)).equals(content))
+      assert.deepEqual(await fsp.readdir(dir), ['big.bin'])
+    } finally {
+      spawnSync('umount', ['-l', dir])
+    }
+  })
+
+  test('more direct files than shared slots, each holding a half-filled slot: none waits for another', async () => {
+    const dir = await freshDir()
+    // six files (more than the 4 shared slots), each given half a slot, then the rest: with
+    // only the shared slots the fifth file's first write would wait for ever
+    const files = Array.from({ length: 6 }, (_, i) => { const c = randomBytes(DIRECT_IO_MIN + i); return { c, e: entryFor(`f${i}`, c) } })
+    const writers = await Promise.all(files.map(async f => await AtomicFileWriter.create(join(dir, f.e.path), f.e)))
+    const half = 512 * 1024
+    const within = async (p: Promise<void>, what: string): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => { reject(new Error(`${what} waited for a slot`)) }, 5000) })
+      try { await Promise.race([p, late]) } finally { clearTimeout(timer) }
+    }
+    for (const [i, w] of writers.entries()) await within(w.writeAt([files[i].c.subarray(0, half)], 0), `file ${i}`)
+    for (const [i, w] of writers.entries()) await within(w.writeAt([files[i].c.subarray(half)], half), `the rest of file ${i}`)
     await Promise.all(writers.map(async w => { await w.commit() }))
     for (const f of files) assert.ok((await fsp.readFile(join(dir, f.e.path))).equals(f.c), f.e.path)
   })
