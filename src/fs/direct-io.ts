@@ -61,18 +61,21 @@ class StagingSlots {
     return this.tryTake() ?? await new Promise<Uint8Array>(resolve => { this.waiters.push(resolve) })
   }
 
-  /** A direct file closed: memory beyond what the open files may hold goes back to the system. */
   fileClosed (): void {
     this.openFiles--
-    while (this.allocated > SLOTS + this.openFiles && this.free.length > 0) { this.free.pop(); this.allocated-- }
+    this.trim()
   }
 
   give (slot: Uint8Array): void {
     const w = this.waiters.shift()
     if (w != null) { w(slot); return }
-    // memory beyond what the open files may hold goes back to the system
-    if (this.allocated > SLOTS + this.openFiles) { this.allocated--; return }
     this.free.push(slot)
+    this.trim()
+  }
+
+  /** Free slots beyond what the open files may hold go back to the system. */
+  private trim (): void {
+    while (this.allocated > SLOTS + this.openFiles && this.free.length > 0) { this.free.pop(); this.allocated-- }
   }
 }
 

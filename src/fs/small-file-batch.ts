@@ -205,6 +205,7 @@ export class SmallFileBatch {
       return { lane, reply, generation: laneGeneration(lane) }
     })
     const replies = await Promise.allSettled(posted.map(async p => await p.reply))
+    const lost = new Error('the file worker thread stopped before the file was committed')
     for (let i = 0; i < posted.length; i++) {
       const r = replies[i]
       if (r.status === 'fulfilled') {
@@ -214,7 +215,6 @@ export class SmallFileBatch {
       // the rest of the lane's files: in place, or failed with the whole commit, or lost
       // with a thread that died after creating them (the commit went to its successor)
       const err = r.status === 'rejected' ? r.reason as Error : undefined
-      const lost = new Error('the file worker thread stopped before the file was committed')
       for (const [lane, from, to, generation] of ranges) {
         if (lane !== posted[i].lane) continue
         const why = err ?? (generation !== posted[i].generation ? lost : undefined)

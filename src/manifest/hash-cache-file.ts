@@ -94,5 +94,4 @@ export class FileHashCache implements HashCache {
       if (saving.get(this.file) === settled) saving.delete(this.file)
     }
   }
-
 }

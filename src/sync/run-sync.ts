@@ -161,10 +161,10 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     if (!isAtomic(task)) Object.assign(t.report, t.carried.changes)
     if (t.report.status === 'unchanged') t.report.status = 'ok'
   }
-  // hashes computed while sending: the next run need not read those files again (a daemon
-  // writes them after it has answered: 20k rows take 30-50 ms)
-  // (firstSave is long done by now; its warning goes out before the report. save() queues
-  // itself behind earlier saves of the same file at once, so the next task's load waits for it)
+  // hashes computed while sending: the next run need not read those files again. A daemon
+  // writes them after it has answered (20k rows take 30-50 ms); save() queues itself behind
+  // earlier saves of the file at once, so the next task's load waits for it. (firstSave is long
+  // done: its warning still goes out before the report.)
   await firstSave
   const lastSave = hashCache?.save(task.src).catch(() => {}) ?? Promise.resolve()
   if (source.afterReport != null) source.afterReport(lastSave)
