@@ -31,7 +31,7 @@ import { installSignalHandlers, interrupted, onCleanup, problems, progress, runC
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick] [--parts 1,2,3,4] [--sizes 64,256] [--ns 1,2,4,8] [--runs 3] [--rate 200]\n' +
+  process.stderr.write('usage: npm run bench -- [--quick] [--parts 1,2,3,4] [--sizes 64,256] [--ns 1,2,4,8] [--runs 3] [--warmup 1] [--rate 200]\n' +
     '                        [--large-mib 1024] [--files 20000] [--rss-mib 2048] [--no-rsync] [--warm-hash-cache] [--out bench-results.json]\n');
   process.exit(2);
 }
@@ -39,8 +39,8 @@ function usage(msg?: string): never {
 function parseArgs(argv: string[]): Options {
   const quick = argv.includes('--quick');
   const o: Options = quick
-    ? { sizes: [64], ns: [1, 2, 4], runs: 1, parts: [1, 2, 3, 4], largeMiB: 256, files: 5000, rssMiB: 512, rateMbit: 200, rsync: true, out: 'bench-results.json', quick, warmHashCache: false }
-    : { sizes: [64], ns: [1, 2, 4, 8], runs: 3, parts: [1, 2, 3, 4], largeMiB: 1024, files: 20000, rssMiB: 2048, rateMbit: 200, rsync: true, out: 'bench-results.json', quick, warmHashCache: false };
+    ? { sizes: [64], ns: [1, 2, 4], runs: 1, warmup: 0, parts: [1, 2, 3, 4], largeMiB: 256, files: 5000, rssMiB: 512, rateMbit: 200, rsync: true, out: 'bench-results.json', quick, warmHashCache: false }
+    : { sizes: [64], ns: [1, 2, 4, 8], runs: 3, warmup: 1, parts: [1, 2, 3, 4], largeMiB: 1024, files: 20000, rssMiB: 2048, rateMbit: 200, rsync: true, out: 'bench-results.json', quick, warmHashCache: false };
   const list = (v: string | undefined, name: string) => {
     const xs = (v ?? '').split(',').map(Number);
     if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x <= 0)) usage(`${name} wants a comma-separated list of positive integers`);
@@ -56,6 +56,7 @@ function parseArgs(argv: string[]): Options {
       case '--sizes': o.sizes = list(val(), flag); break;
       case '--ns': o.ns = list(val(), flag); break;
       case '--runs': o.runs = int(val(), flag); break;
+      case '--warmup': { const v = val(); o.warmup = v === '0' ? 0 : int(v, flag); break; }
       case '--parts': o.parts = list(val(), flag); if (o.parts.some((p) => p > 4)) usage('parts are 1 to 4'); break;
       case '--rate': o.rateMbit = int(val(), flag); break;
       case '--large-mib': o.largeMiB = int(val(), flag); break;

@@ -29,6 +29,16 @@ export class ReadBufferOverflowError extends Error {
   override name = 'ReadBufferOverflowError'
 }
 
+/** Where readThrough hands the bytes of a frame that is still arriving. */
+export interface PassThrough {
+  /** whether frames of this kind (their first byte) are passed on as they arrive */
+  accepts: (kind: number) => boolean
+  onBytes: (pieces: Uint8Array[], bodyBytes: number) => void
+}
+
+/** Fewer bytes than this of an incomplete frame wait for more before they are passed on. */
+const PASS_MIN_BYTES = 32 * 1024
+
 export interface FramedStreamOptions {
   /** largest frame accepted; a longer length prefix fails the read */
   maxFrameBytes: number
@@ -44,6 +54,8 @@ export class FramedStream {
   private eof = false
   private error?: Error
   private pauseQueued = false
+  /** bytes of the frame being read (prefix included) already handed to a PassThrough */
+  private passed = 0
   private readonly maxFrame: number
   private readonly highWater: number
   private readonly maxBuffer: number
@@ -107,6 +119,20 @@ export class FramedStream {
 
   /** The next frame, or null at a clean end of stream between frames. */
   async read (signal?: AbortSignal): Promise<Uint8ArrayList | null> {
+    return await this.next(undefined, signal)
+  }
+
+  /**
+   * The next frame, like read(); but while a frame whose first byte `pass.accepts` is still
+   * arriving, its bytes (length prefix first) are handed to `pass.onBytes` as they come, each
+   * byte once, in order. A relay forwards them at once instead of one whole frame later per
+   * hop. `bodyBytes` counts the frame's own bytes among them (the prefix excluded).
+   */
+  async readThrough (pass: PassThrough, signal?: AbortSignal): Promise<Uint8ArrayList | null> {
+    return await this.next(pass, signal)
+  }
+
+  private async next (pass: PassThrough | undefined, signal?: AbortSignal): Promise<Uint8ArrayList | null> {
     for (;;) {
       if (this.buf.byteLength > 0) {
         let len: number | undefined
@@ -123,9 +149,21 @@ export class FramedStream {
             this.stream.abort(err)
             throw err
           }
-          if (this.buf.byteLength >= prefix + len) {
+          const whole = this.buf.byteLength >= prefix + len
+          if (pass != null && len > 0 && this.buf.byteLength > prefix && pass.accepts(this.buf.get(prefix))) {
+            const upTo = Math.min(this.buf.byteLength, prefix + len)
+            // a piece is passed on once it is worth a send, or when the frame is whole
+            if (upTo > this.passed && (whole || upTo - this.passed >= PASS_MIN_BYTES)) {
+              const body = upTo - Math.max(this.passed, prefix)
+              const pieces = [...this.buf.sublist(this.passed, upTo)]
+              this.passed = upTo
+              pass.onBytes(pieces, body)
+            }
+          }
+          if (whole) {
             const frame = this.buf.sublist(prefix, prefix + len)
             this.buf.consume(prefix + len)
+            this.passed = 0
             this.maybeResume()
             return frame
           }
@@ -148,6 +186,17 @@ export class FramedStream {
 
   /** Write several frames with one send: one muxer frame and one encryption instead of many. */
   async writeFrames (frames: Uint8Array[][], signal?: AbortSignal): Promise<void> {
+    const pieces: Uint8Array[] = []
+    for (const parts of frames) {
+      let len = 0
+      for (const p of parts) len += p.byteLength
+      pieces.push(varint.encode(len), ...parts)
+    }
+    await this.writeBytes(pieces, signal)
+  }
+
+  /** Write bytes that are already framed (e.g. passed on by readThrough) with one send. */
+  async writeBytes (pieces: Uint8Array[], signal?: AbortSignal): Promise<void> {
     // Pieces below COALESCE_BELOW are copied together: the muxer and Noise handle a list
     // piece by piece (one cipher update per piece), and a batch of small files is mostly
     // tiny pieces (length prefixes, headers, file bodies). Large pieces go by reference.
@@ -160,7 +209,7 @@ export class FramedStream {
       small = []
       smallLen = 0
     }
-    const add = (p: Uint8Array): void => {
+    for (const p of pieces) {
       if (p.byteLength >= COALESCE_BELOW) {
         flushSmall()
         list.append(p)
@@ -168,12 +217,6 @@ export class FramedStream {
         small.push(p)
         smallLen += p.byteLength
       }
-    }
-    for (const parts of frames) {
-      let len = 0
-      for (const p of parts) len += p.byteLength
-      add(varint.encode(len))
-      for (const p of parts) add(p)
     }
     flushSmall()
     if (this.stream.status !== 'open' || this.stream.writeStatus !== 'writable') {

@@ -101,16 +101,28 @@ export class ChildLink {
 
   /** Send frames (each a list of parts) once credit allows; never throws (a failed child is marked and skipped). */
   async send (frames: Uint8Array[][]): Promise<void> {
-    if (this.failure != null) return
     let len = 0
     for (const parts of frames) for (const p of parts) len += p.byteLength
-    while (this.failure == null && this.inflight + len > this.window) {
+    await this.transmit(len, async (signal) => { await this.fs.writeFrames(frames, signal) })
+  }
+
+  /**
+   * Send bytes that are already framed, passed on from the parent's stream (maybe part of a
+   * frame); `bodyBytes` is what the child will credit for them: frame bytes without prefixes.
+   */
+  async sendBytes (pieces: Uint8Array[], bodyBytes: number): Promise<void> {
+    await this.transmit(bodyBytes, async (signal) => { await this.fs.writeBytes(pieces, signal) })
+  }
+
+  private async transmit (creditBytes: number, write: (signal: AbortSignal) => Promise<void>): Promise<void> {
+    if (this.failure != null) return
+    while (this.failure == null && this.inflight + creditBytes > this.window) {
       await this.waitCredit()
     }
     if (this.failure != null) return
-    this.inflight += len
+    this.inflight += creditBytes
     try {
-      await this.fs.writeFrames(frames, AbortSignal.timeout(this.stallTimeoutMs))
+      await write(AbortSignal.timeout(this.stallTimeoutMs))
     } catch (err) {
       this.fail(err as Error)
     }

@@ -80,6 +80,60 @@ describe('FramedStream', { timeout: 5000 }, () => {
     assert.equal(await within(fb.read()), null)
   })
 
+  test('readThrough hands on an accepted frame while it arrives, each byte once, prefix first', async () => {
+    const { a, b, fb } = await pair(1 << 20)
+    // kind byte 2 is passed on, kind 5 is not
+    const big = bytes(200_000, 4)
+    big[0] = 2
+    const small = Uint8Array.of(2, 7, 7)
+    const end = Uint8Array.of(5)
+    const passed: Uint8Array[] = []
+    let body = 0
+    let calls = 0
+    const pass = { accepts: (k: number) => k === 2, onBytes: (pieces: Uint8Array[], n: number) => { calls++; passed.push(...pieces); body += n } }
+    const f1 = frame(big)
+    const reading = fb.readThrough(pass)
+    a.send(f1.subarray(0, 100_000))
+    // the first half is passed on before the rest of the frame exists
+    for (let i = 0; i < 100 && body === 0; i++) await sleep(5)
+    assert.ok(body > 0, 'nothing was passed on before the frame was whole')
+    assert.equal(Buffer.concat(passed).byteLength, body + varint.encodingLength(big.byteLength))
+    a.send(f1.subarray(100_000))
+    assert.deepEqual((await within(reading))!.subarray(), big)
+    assert.equal(body, big.byteLength)
+    assert.ok(calls >= 2)
+    // a small accepted frame and one not accepted, in one message
+    const both = Buffer.concat([frame(small), frame(end)])
+    a.send(both)
+    assert.deepEqual((await within(fb.readThrough(pass)))!.subarray(), small)
+    assert.deepEqual((await within(fb.readThrough(pass)))!.subarray(), end)
+    assert.deepEqual(Buffer.concat(passed), Buffer.concat([f1, frame(small)]), 'the frame not accepted was passed on')
+    assert.equal(body, big.byteLength + small.byteLength)
+    // what was passed on is valid framing for the next hop: writeBytes sends it as is
+    const [c, d] = await streamPair()
+    const fc = new FramedStream(c, { maxFrameBytes: 1 << 20 })
+    const fd = new FramedStream(d, { maxFrameBytes: 1 << 20 })
+    await fc.writeBytes(passed)
+    assert.deepEqual((await within(fd.read()))!.subarray(), big)
+    assert.deepEqual((await within(fd.read()))!.subarray(), small)
+    void b
+  })
+
+  test('readThrough passes on fewer than 32 KiB of an incomplete frame only when the frame is whole', async () => {
+    const { a, fb } = await pair(1 << 20)
+    const payload = bytes(20_000, 5)
+    payload[0] = 2
+    const f1 = frame(payload)
+    let calls = 0
+    const reading = fb.readThrough({ accepts: () => true, onBytes: () => { calls++ } })
+    a.send(f1.subarray(0, 10_000))
+    await sleep(20)
+    assert.equal(calls, 0, 'a 10 kB piece was sent on its own')
+    a.send(f1.subarray(10_000))
+    assert.deepEqual((await within(reading))!.subarray(), payload)
+    assert.equal(calls, 1)
+  })
+
   test('a read waiting before the data arrives is woken', async () => {
     const { fa, fb } = await pair()
     const pending = readBytes(fb)
