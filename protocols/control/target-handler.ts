@@ -13,6 +13,7 @@ import type { SessionRegistry } from '../../src/sync/sessions.js'
 import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.js'
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { SourceInbox } from './source-inbox.js'
+import { dropChildLinks, openChildLinksEarly } from '../relay/early-links.js'
 import { EntriesMsg, isEntriesMsg, ManifestEndMsg, ManifestOrHeartbeatMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
 import type { z } from 'zod/v3'
 
@@ -205,6 +206,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     if (plan.relay != null && (open.dryRun || session.wanted.length === 0)) throw new ControlRefusal('bad-plan', 'relay assigned to a target that needs no data')
     if (plan.relay == null && session.wanted.length > 0 && !open.dryRun) throw new ControlRefusal('bad-plan', 'no relay assigned but files are needed')
     session.setRelay(plan.relay)
+    openChildLinksEarly(opts.node, session, opts.stallMs)
     // from here on one reader takes what the source sends: deferred hashes, the switch
     let broken: Error | undefined
     const inbox = new SourceInbox(fs, (i, h) => s.setHash(i, h), (err) => { broken ??= err; s.relayFailed(err) }, (err) => { s.endHashes(err) })
@@ -253,6 +255,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     setTimeout(() => { fs.abort(e) }, 5000).unref()
   } finally {
     clearInterval(heartbeat)
+    if (session != null) dropChildLinks(session, new Error('the session ended before its relay stream came'))
     if (session != null) opts.sessions.remove(session)
     if (locked != null) opts.sessions.unlock(locked.dst, locked.id)
   }

@@ -11,4 +11,6 @@ export const MAX_FRAME_BYTES = 4 * 1024 * 1024
 export const WINDOW_BYTES = 4 * 1024 * 1024
 /** A child must accept a relay stream within this time. */
 export const ACCEPT_TIMEOUT_MS = 15_000
+/** A relay stream for a known session that arrives before the session's plan waits this long for it (below ACCEPT_TIMEOUT_MS). */
+export const PLAN_WAIT_MS = 10_000
 export const MAX_INBOUND_STREAMS = 64

@@ -2,7 +2,7 @@ import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { expectJson, writeJson } from '../framing/json.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
-import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, WINDOW_BYTES } from './consts.js'
+import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, PLAN_WAIT_MS, WINDOW_BYTES } from './consts.js'
 import { HelloMsg } from './frames.js'
 import { runReceiver } from './receiver.js'
 
@@ -15,6 +15,8 @@ export async function handleRelayStream (node: Libp2p, stream: Stream, connectio
   try {
     const hello = await expectJson(fs, HelloMsg, AbortSignal.timeout(ACCEPT_TIMEOUT_MS))
     const session = sessions.get(hello.session)
+    // the parent may have its plan before this node has its own (see early-links.ts)
+    await session?.planned(PLAN_WAIT_MS)
     const refusal = session == null ? 'unknown session' : session.claimRelay(connection.remotePeer.toString(), hello.classId)
     if (refusal != null || session == null) {
       await writeJson(fs, { type: 'refuse', error: refusal ?? 'unknown session' })

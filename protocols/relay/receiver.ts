@@ -5,7 +5,8 @@ import type { FramedStream, PassThrough } from '../framing/framed-stream.js'
 import { writeJson } from '../framing/json.js'
 import { FileSink } from '../../src/sync/file-sink.js'
 import type { TargetSession } from '../../src/sync/target-session.js'
-import { ChildLink } from './child-link.js'
+import type { ChildLink } from './child-link.js'
+import { takeChildLink } from './early-links.js'
 import { trace } from '../../src/trace.js'
 import { WINDOW_BYTES } from './consts.js'
 
@@ -29,10 +30,10 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
   const relay = session.relay!
   const sink = new FileSink(session.placeFile, session.entries, session.wanted, session.resumeOffsets, session.expectedHash)
   await writeJson(fs, { type: 'accept', window: WINDOW_BYTES })
-  // children connect while the first frames arrive
+  // children connect while the first frames arrive (most were connected when the plan came)
   const childrenReady = Promise.all(relay.children.map(async (c) => {
     try {
-      return await ChildLink.open(node, c, session.id, relay.classId, stallMs)
+      return await takeChildLink(node, session, c, stallMs)
     } catch (err) {
       session.onChildFailed?.(c.peer, `cannot open relay stream: ${(err as Error).message}`)
       return undefined

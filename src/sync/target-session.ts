@@ -366,12 +366,26 @@ export class TargetSession {
   /** Best effort after a failure: no more data, and directories get their real modes back. */
   async abandon (): Promise<void> {
     this.closed = true
+    this.planTaken.resolve()
     this.endHashes(new Error('session abandoned'))
     this.receiver?.abort(new Error('session abandoned'))
     if (this.changes != null && !this.init.dryRun && !this.atomic) await finalizeDirectories(this.dst, this.init.manifest).catch(() => {})
   }
 
+  private readonly planTaken = Promise.withResolvers<void>()
+
+  /**
+   * Settles once the plan is taken or the session is over, or after `ms`: a parent opens its
+   * relay stream as soon as it has its own plan, which may be before this node has its own.
+   */
+  async planned (ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.planTaken.promise, new Promise<void>(resolve => { timer = setTimeout(resolve, ms) })])
+    clearTimeout(timer)
+  }
+
   setRelay (relay: RelayAssignment | null): void {
+    this.planTaken.resolve()
     if (relay == null) return
     this.relay = relay
     this.touch()

@@ -894,6 +894,51 @@ describe('hostile input', () => {
     await assertNothingOutside('writes over pre-existing symlinks');
   });
 
+  test('7d. a relay stream that comes before the plan waits for it and is judged by it', { timeout: 120_000 }, async (t) => {
+    const why = skipReason();
+    if (why) return t.skip(why);
+    const body = 'early\n';
+    const entries = [wfile('e.txt', body)];
+    for (const [dstName, parent, accepted] of [['dst-early-wrong', src.peerId, false], ['dst-early-right', attackerId, true]] as const) {
+      victimAllowedTop.add(dstName);
+      const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
+      const open = openMsg(lab.common(dstName), entries.length);
+      await writeOpen(fs, open);
+      await writeJson(fs, { type: 'entries', entries });
+      await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
+      const n = await next(fs);
+      assert.ok(n.kind === 'message' && n.msg.type === 'needs', `${dstName}: expected needs, got ${show(n)}`);
+      // the hello goes first: a parent opens its links when it has its own plan
+      const hello = relayHello(victim, open.session, 0);
+      const early = await Promise.race([hello.then(() => 'answered'), new Promise((resolve) => setTimeout(() => resolve('waiting'), 500))]);
+      assert.equal(early, 'waiting', `${dstName}: the relay stream was answered before the plan`);
+      await writeJson(fs, { type: 'plan', relay: { classId: 0, parent, children: [], frameBytes: 65536 } });
+      const ready = await next(fs);
+      assert.ok(ready.kind === 'message' && ready.msg.type === 'ready', `${dstName}: expected ready, got ${show(ready)}`);
+      const r = await hello;
+      try {
+        if (!accepted) {
+          assert.ok(r.answer.kind === 'message' && r.answer.msg.type === 'refuse', `${dstName}: expected refuse, got ${show(r.answer)}`);
+          assert.match(String(r.answer.msg.error), new RegExp(`relay stream from ${attackerId}, but the source named ${src.peerId} as parent`));
+        } else {
+          assert.ok(r.answer.kind === 'message' && r.answer.msg.type === 'accept', `${dstName}: expected accept, got ${show(r.answer)}`);
+          await r.fs.writeFrames([[encodeBegin(0, 0)], [DATA_HEADER, Buffer.from(body)], [END_FRAME]]);
+          const done = await next(r.fs);
+          assert.ok(done.kind === 'message' && done.msg.type === 'done' && done.msg.ok === true, `expected done ok, got ${show(done)}`);
+          const res = await expectResult(fs, dstName);
+          assert.equal(res.status, 'ok', JSON.stringify(res));
+        }
+      } finally {
+        drop(r.stream);
+        drop(stream);
+      }
+      const written = await fsp.readFile(lab.hostPath('victim', dstName, 'e.txt'), 'utf8').catch(() => undefined);
+      assert.equal(written, accepted ? body : undefined, dstName);
+    }
+    assertAlive(victim);
+    await assertNothingOutside('relay streams before the plan');
+  });
+
   test('7c. bad relay data from the named parent fails the session; no file, no temp file, daemon alive', { timeout: 120_000 }, async (t) => {
     const why = skipReason();
     if (why) return t.skip(why);

@@ -1,0 +1,48 @@
+import type { Libp2p } from '@libp2p/interface'
+import type { TargetSession } from '../../src/sync/target-session.js'
+import { ChildLink } from './child-link.js'
+
+/**
+ * A relay node's links to its children, opened as soon as its plan names them. Every node of
+ * a tree takes its plan at about the same time, so the whole tree is connected in about one
+ * hop's time; opened when the node's own parent stream arrives, a chain would be set up one
+ * hop after another (~10 ms per hop measured in the lab, more over real round trips).
+ * A child may get the `hello` before its own plan: the relay handler waits for the plan.
+ */
+const early = new WeakMap<TargetSession, Map<string, Promise<ChildLink>>>()
+
+/** Start opening the links to the children the session's plan names (no-op without any). */
+export function openChildLinksEarly (node: Libp2p, session: TargetSession, stallMs: number): void {
+  const relay = session.relay
+  if (relay == null || relay.children.length === 0) return
+  const links = new Map<string, Promise<ChildLink>>()
+  for (const c of relay.children) {
+    const p = ChildLink.open(node, c, session.id, relay.classId, stallMs)
+    p.catch(() => {}) // a failed early open is retried by the receiver
+    links.set(c.peer, p)
+  }
+  early.set(session, links)
+}
+
+/**
+ * The link to `child`: the one opened early, or (none, or it failed: e.g. a child that refuses
+ * a `hello` before its plan) one opened now.
+ */
+export async function takeChildLink (node: Libp2p, session: TargetSession, child: { peer: string, addrs: string[] }, stallMs: number): Promise<ChildLink> {
+  const relay = session.relay!
+  const opened = early.get(session)?.get(child.peer)
+  early.get(session)?.delete(child.peer)
+  if (opened != null) {
+    const link = await opened.catch(() => undefined)
+    if (link?.alive === true) return link
+    link?.abort(new Error('replaced'))
+  }
+  return await ChildLink.open(node, child, session.id, relay.classId, stallMs)
+}
+
+/** The session is over: links no receiver took are closed (their children fail their sessions). */
+export function dropChildLinks (session: TargetSession, reason: Error): void {
+  const links = early.get(session)
+  early.delete(session)
+  for (const p of links?.values() ?? []) p.then(l => { l.abort(reason) }, () => {})
+}
