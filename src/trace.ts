@@ -14,6 +14,8 @@ export function trace (what: string): void {
   if (!enabled) return
   const ms = (performance.timeOrigin + performance.now()) % 1e6
   const line = `[trace ${ms.toFixed(1)} ${process.pid}] ${what}\n`
-  if (file != null) appendFileSync(file, line)
-  else process.stderr.write(line)
+  try {
+    if (file != null) appendFileSync(file, line)
+    else process.stderr.write(line)
+  } catch {} // tracing never fails the work it watches
 }

@@ -127,6 +127,9 @@ export class FramedStream {
    * arriving, its bytes (length prefix first) are handed to `pass.onBytes` as they come, each
    * byte once, in order. A relay forwards them at once instead of one whole frame later per
    * hop. `bodyBytes` counts the frame's own bytes among them (the prefix excluded).
+   * Bytes handed on count as handed on even if `onBytes` throws, and a frame begun here must be
+   * finished here with the same `pass` (an aborted call may be repeated): read() would not hand
+   * on its remaining bytes.
    */
   async readThrough (pass: PassThrough, signal?: AbortSignal): Promise<Uint8ArrayList | null> {
     return await this.next(pass, signal)

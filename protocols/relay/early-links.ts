@@ -1,6 +1,6 @@
 import type { Libp2p } from '@libp2p/interface'
 import type { TargetSession } from '../../src/sync/target-session.js'
-import { ChildLink } from './child-link.js'
+import { ChildLink, RelayRefusedError } from './child-link.js'
 
 /**
  * A relay node's links to its children, opened as soon as its plan names them. Every node of
@@ -18,24 +18,29 @@ export function openChildLinksEarly (node: Libp2p, session: TargetSession, stall
   const links = new Map<string, Promise<ChildLink>>()
   for (const c of relay.children) {
     const p = ChildLink.open(node, c, session.id, relay.classId, stallMs)
-    p.catch(() => {}) // a failed early open is retried by the receiver
+    p.catch(() => {}) // the receiver takes the outcome (or dropChildLinks ignores it)
     links.set(c.peer, p)
   }
   early.set(session, links)
 }
 
 /**
- * The link to `child`: the one opened early, or (none, or it failed: e.g. a child that refuses
- * a `hello` before its plan) one opened now.
+ * The link to `child`: the one opened early; or one opened now, when there is none or the child
+ * refused the early `hello` (an implementation that refuses a hello before its own plan). Any
+ * other failure of the early link is the child's failure: a second try would only double the
+ * wait for a child that cannot be reached, and an accepted link that died cannot be replaced
+ * (the child takes one relay stream per session).
  */
 export async function takeChildLink (node: Libp2p, session: TargetSession, child: { peer: string, addrs: string[] }, stallMs: number): Promise<ChildLink> {
   const relay = session.relay!
   const opened = early.get(session)?.get(child.peer)
   early.get(session)?.delete(child.peer)
   if (opened != null) {
-    const link = await opened.catch(() => undefined)
-    if (link?.alive === true) return link
-    link?.abort(new Error('replaced'))
+    try {
+      return await opened
+    } catch (err) {
+      if (!(err instanceof RelayRefusedError)) throw err
+    }
   }
   return await ChildLink.open(node, child, session.id, relay.classId, stallMs)
 }

@@ -29,7 +29,16 @@ const FORWARDED_KINDS = new Set<number>([FrameKind.Begin, FrameKind.Data, FrameK
 export async function runReceiver (node: Libp2p, fs: FramedStream, session: TargetSession, stallMs: number): Promise<void> {
   const relay = session.relay!
   const sink = new FileSink(session.placeFile, session.entries, session.wanted, session.resumeOffsets, session.expectedHash)
-  await writeJson(fs, { type: 'accept', window: WINDOW_BYTES })
+  const finished = Promise.withResolvers<void>()
+  // before the first await: a session abandoned meanwhile stops this receiver at once
+  session.attachReceiver((err) => { fs.abort(err) }, finished.promise)
+  session.touch()
+  try {
+    await writeJson(fs, { type: 'accept', window: WINDOW_BYTES })
+  } catch (err) {
+    finished.resolve()
+    throw err
+  }
   // children connect while the first frames arrive (most were connected when the plan came)
   const childrenReady = Promise.all(relay.children.map(async (c) => {
     try {
@@ -46,8 +55,6 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     const r = await l.finish()
     if (!r.ok) session.onChildFailed?.(l.peer, r.error ?? 'failed')
   }))
-  const finished = Promise.withResolvers<void>()
-  session.attachReceiver((err) => { fs.abort(err) }, finished.promise)
   trace('relay: stream accepted')
   try {
     links = await childrenReady
@@ -78,6 +85,10 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     // pieces of at least 32 KiB), not once the frame is whole, so each hop of a chain adds a
     // piece's time to the transfer instead of a frame's (21 ms for 512 KiB at 200 Mbit/s).
     // Pieces that queue up while a send is in flight go out together in the next one.
+    // No deadlock on credit: the bytes queued here plus those in flight to a child are never
+    // more than this node owes its parent (credit follows forwarding), at most the window it
+    // granted (WINDOW_BYTES), and a child's window is at least that (ChildLink.open), so every
+    // queued send fits once the child credits what it has.
     let forwardQueue: Uint8Array[] = []
     let forwardBody = 0
     const pumpForward = async (): Promise<void> => {

@@ -380,7 +380,7 @@ export class TargetSession {
    */
   async planned (ms: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined
-    await Promise.race([this.planTaken.promise, new Promise<void>(resolve => { timer = setTimeout(resolve, ms) })])
+    await Promise.race([this.planTaken.promise, new Promise<void>(resolve => { timer = setTimeout(resolve, ms).unref() })])
     clearTimeout(timer)
   }
 
@@ -423,7 +423,10 @@ export class TargetSession {
   }
 
   /** The relay receiver registers itself so a session that gives up can stop it before finalizing. */
-  attachReceiver (abort: (err: Error) => void, done: Promise<void>): void { this.receiver = { abort, done } }
+  attachReceiver (abort: (err: Error) => void, done: Promise<void>): void {
+    this.receiver = { abort, done }
+    if (this.closed) abort(new Error('session abandoned'))
+  }
 
   /**
    * Wait for the data (if any), then finalize directories. `stallMs`: how long to wait

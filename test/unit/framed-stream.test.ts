@@ -119,6 +119,25 @@ describe('FramedStream', { timeout: 5000 }, () => {
     void b
   })
 
+  test('readThrough with the length prefix split byte by byte and the body in uneven pieces', async () => {
+    const { a, fb } = await pair(1 << 20)
+    const payload = bytes(200_000, 6) // 3-byte varint prefix
+    payload[0] = 6
+    const f1 = frame(payload)
+    const passed: Uint8Array[] = []
+    let body = 0
+    const reading = fb.readThrough({ accepts: (k) => k === 6, onBytes: (pieces, n) => { passed.push(...pieces); body += n } })
+    for (let i = 0; i < 3; i++) { a.send(f1.subarray(i, i + 1)); await sleep(2) }
+    for (let at = 3; at < f1.byteLength;) {
+      const n = Math.min(f1.byteLength - at, [1, 40_000, 7, 33_000, 70_000][at % 5]!)
+      a.send(f1.subarray(at, at + n))
+      at += n
+    }
+    assert.deepEqual((await within(reading))!.subarray(), payload)
+    assert.deepEqual(Buffer.concat(passed), Buffer.from(f1))
+    assert.equal(body, payload.byteLength)
+  })
+
   test('readThrough passes on fewer than 32 KiB of an incomplete frame only when the frame is whole', async () => {
     const { a, fb } = await pair(1 << 20)
     const payload = bytes(20_000, 5)
