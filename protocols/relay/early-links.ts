@@ -1,6 +1,6 @@
 import type { Libp2p } from '@libp2p/interface'
 import type { TargetSession } from '../../src/sync/target-session.js'
-import { ChildLink, RelayRefusedError } from './child-link.js'
+import { ChildLink, RelayRefusedError, type ChildTarget } from './child-link.js'
 
 /**
  * A relay node's links to its children, opened as soon as its plan names them. Every node of
@@ -15,13 +15,7 @@ const early = new WeakMap<TargetSession, Map<string, Promise<ChildLink>>>()
 export function openChildLinksEarly (node: Libp2p, session: TargetSession, stallMs: number): void {
   const relay = session.relay
   if (relay == null || relay.children.length === 0) return
-  const links = new Map<string, Promise<ChildLink>>()
-  for (const c of relay.children) {
-    const p = ChildLink.open(node, c, session.id, relay.classId, stallMs)
-    p.catch(() => {}) // the receiver takes the outcome (or dropChildLinks ignores it)
-    links.set(c.peer, p)
-  }
-  early.set(session, links)
+  early.set(session, openLinks(node, relay.children, session.id, relay.classId, stallMs))
 }
 
 /**
@@ -31,10 +25,15 @@ export function openChildLinksEarly (node: Libp2p, session: TargetSession, stall
  * wait for a child that cannot be reached, and an accepted link that died cannot be replaced
  * (the child takes one relay stream per session).
  */
-export async function takeChildLink (node: Libp2p, session: TargetSession, child: { peer: string, addrs: string[] }, stallMs: number): Promise<ChildLink> {
+export async function takeChildLink (node: Libp2p, session: TargetSession, child: ChildTarget, stallMs: number): Promise<ChildLink> {
   const relay = session.relay!
   const opened = early.get(session)?.get(child.peer)
   early.get(session)?.delete(child.peer)
+  return await linkFrom(opened, async () => await ChildLink.open(node, child, session.id, relay.classId, stallMs))
+}
+
+/** An early link if it was opened (and not refused), else `open()`; shared with the source (sendClass). */
+export async function linkFrom (opened: Promise<ChildLink> | undefined, open: () => Promise<ChildLink>): Promise<ChildLink> {
   if (opened != null) {
     try {
       return await opened
@@ -42,7 +41,18 @@ export async function takeChildLink (node: Libp2p, session: TargetSession, child
       if (!(err instanceof RelayRefusedError)) throw err
     }
   }
-  return await ChildLink.open(node, child, session.id, relay.classId, stallMs)
+  return await open()
+}
+
+/** Start opening links to `children` (the source's, once it has planned the class): peer → link. */
+export function openLinks (node: Libp2p, children: ChildTarget[], session: string, classId: number, stallMs: number): Map<string, Promise<ChildLink>> {
+  const links = new Map<string, Promise<ChildLink>>()
+  for (const c of children) {
+    const p = ChildLink.open(node, c, session, classId, stallMs)
+    p.catch(() => {}) // the sender takes the outcome
+    links.set(c.peer, p)
+  }
+  return links
 }
 
 /** The session is over: links no receiver took are closed (their children fail their sessions). */

@@ -8,6 +8,7 @@ import { parseTarget } from '../node/targets.js'
 import { TargetLink } from '../../protocols/control/target-link.js'
 import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
+import { openLinks } from '../../protocols/relay/early-links.js'
 import { scanTree } from '../manifest/scan.js'
 import { FileHashCache } from '../manifest/hash-cache-file.js'
 import type { Entry, Manifest } from '../manifest/types.js'
@@ -371,6 +372,8 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       const t = c as T
       return { peer: t.link!.peer, addrs: t.link!.remoteAddr !== '' ? [`${t.link!.remoteAddr.replace(/\/p2p\/[^/]+$/, '')}/p2p/${t.link!.peer}`] : [] }
     })
+  // the source's own links open while the plans go out (a child that has no plan yet waits for it)
+  const rootLinks = classes.map((_c, k) => openLinks(node, childInfo('source', k), session, k, stallMs))
   await Promise.all(live.map(async (t) => {
     try {
       const k = classOf.get(t)
@@ -392,7 +395,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
     // this round's links: a member re-attached meanwhile has a new link (and session)
     const memberLinks = c.members.map(m => m.link)
     await sendClass(node, task.src, manifest.entries, c.files, childInfo('source', k), {
-      session, classId: k, frameBytes, compress: task.compress, stallMs, offsets: c.offsets,
+      session, classId: k, frameBytes, compress: task.compress, stallMs, offsets: c.offsets, opened: rootLinks[k],
       beforeSend: () => { for (const l of memberLinks) l?.flushHashes() },
       onFileHash: (i, hash) => {
         ctx.deferredHashes.set(i, hash)

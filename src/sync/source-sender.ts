@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { deflateRaw } from 'node:zlib'
 import type { Libp2p } from '@libp2p/interface'
 import { ChildLink, type ChildTarget } from '../../protocols/relay/child-link.js'
+import { linkFrom } from '../../protocols/relay/early-links.js'
 import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, FILES_HEADER, FILES_RECORD_HEADER_BYTES, FILES_RECORD_MAX, writeFileRecordHeader } from '../../protocols/relay/frames.js'
 import type { Entry } from '../manifest/types.js'
 import { readSmallFileInto, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
@@ -49,6 +50,8 @@ export interface SendClassOptions {
   onFileHash?: (index: number, hash: string) => void
   /** frames are about to be sent: hashes reported so far should go out first */
   beforeSend?: () => void
+  /** links to the children opened while the plans went out (openLinks), by peer */
+  opened?: ReadonlyMap<string, Promise<ChildLink>>
 }
 
 /**
@@ -59,7 +62,7 @@ export interface SendClassOptions {
 export async function sendClass (node: Libp2p, srcRoot: string, entries: readonly Entry[], files: readonly number[], children: ChildTarget[], opts: SendClassOptions): Promise<void> {
   const links = (await Promise.all(children.map(async (c) => {
     try {
-      return await ChildLink.open(node, c, opts.session, opts.classId, opts.stallMs)
+      return await linkFrom(opts.opened?.get(c.peer), async () => await ChildLink.open(node, c, opts.session, opts.classId, opts.stallMs))
     } catch (err) {
       opts.onChildFailed(c.peer, `cannot open relay stream: ${(err as Error).message}`)
       return undefined
