@@ -18,33 +18,42 @@ export function openChildLinksEarly (node: Libp2p, session: TargetSession, stall
   early.set(session, openLinks(node, relay.children, session.id, relay.classId, stallMs))
 }
 
-/**
- * The link to `child`: the one opened early; or one opened now, when there is none or the child
- * refused the early `hello` (an implementation that refuses a hello before its own plan). Any
- * other failure of the early link is the child's failure: a second try would only double the
- * wait for a child that cannot be reached, and an accepted link that died cannot be replaced
- * (the child takes one relay stream per session).
- */
-export async function takeChildLink (node: Libp2p, session: TargetSession, child: ChildTarget, stallMs: number): Promise<ChildLink> {
+/** The links to the children of `session`: the early ones, or opened now (see linksTo). */
+export async function takeChildLinks (node: Libp2p, session: TargetSession, stallMs: number): Promise<ChildLink[]> {
   const relay = session.relay!
-  const opened = early.get(session)?.get(child.peer)
-  early.get(session)?.delete(child.peer)
-  return await linkFrom(opened, async () => await ChildLink.open(node, child, session.id, relay.classId, stallMs))
+  const opened = early.get(session)
+  early.delete(session)
+  return await linksTo(node, relay.children, opened, session.id, relay.classId, stallMs, (peer, error) => { session.onChildFailed?.(peer, error) })
 }
 
-/** An early link if it was opened (and not refused), else `open()`; shared with the source (sendClass). */
-export async function linkFrom (opened: Promise<ChildLink> | undefined, open: () => Promise<ChildLink>): Promise<ChildLink> {
-  if (opened != null) {
+/**
+ * The links to `children`, each the one opened in advance (`opened`, by peer), or opened now
+ * when there is none or the child refused it (an implementation that refuses a hello before
+ * its own plan). Any other failure is that child's, reported through `onFailed` and left out:
+ * a second try would only double the wait for a child that cannot be reached, and an accepted
+ * link that died cannot be replaced (a child takes one relay stream per session).
+ */
+export async function linksTo (node: Libp2p, children: ChildTarget[], opened: ReadonlyMap<string, Promise<ChildLink>> | undefined, session: string, classId: number, stallMs: number, onFailed: (peer: string, error: string) => void): Promise<ChildLink[]> {
+  const links = await Promise.all(children.map(async (c) => {
     try {
-      return await opened
+      const early = opened?.get(c.peer)
+      if (early != null) {
+        try {
+          return await early
+        } catch (err) {
+          if (!(err instanceof RelayRefusedError)) throw err
+        }
+      }
+      return await ChildLink.open(node, c, session, classId, stallMs)
     } catch (err) {
-      if (!(err instanceof RelayRefusedError)) throw err
+      onFailed(c.peer, `cannot open relay stream: ${(err as Error).message}`)
+      return undefined
     }
-  }
-  return await open()
+  }))
+  return links.filter((l): l is ChildLink => l != null)
 }
 
-/** Start opening links to `children` (the source's, once it has planned the class): peer → link. */
+/** Start opening links to `children` (also the source's, once it has planned the class): peer → link. */
 export function openLinks (node: Libp2p, children: ChildTarget[], session: string, classId: number, stallMs: number): Map<string, Promise<ChildLink>> {
   const links = new Map<string, Promise<ChildLink>>()
   for (const c of children) {

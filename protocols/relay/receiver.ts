@@ -6,7 +6,7 @@ import { writeJson } from '../framing/json.js'
 import { FileSink } from '../../src/sync/file-sink.js'
 import type { TargetSession } from '../../src/sync/target-session.js'
 import type { ChildLink } from './child-link.js'
-import { takeChildLink } from './early-links.js'
+import { takeChildLinks } from './early-links.js'
 import { trace } from '../../src/trace.js'
 import { WINDOW_BYTES } from './consts.js'
 
@@ -44,14 +44,7 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     throw err
   }
   // children connect while the first frames arrive (most were connected when the plan came)
-  const childrenReady = Promise.all(relay.children.map(async (c) => {
-    try {
-      return await takeChildLink(node, session, c, stallMs)
-    } catch (err) {
-      session.onChildFailed?.(c.peer, `cannot open relay stream: ${(err as Error).message}`)
-      return undefined
-    }
-  })).then(links => links.filter((l): l is ChildLink => l != null))
+  const childrenReady = takeChildLinks(node, session, stallMs)
   let links: ChildLink[] = []
   // children report their own outcome to the source; here we only learn about failures
   let childrenFinished: Promise<unknown> | undefined
@@ -143,12 +136,11 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       session.touch()
       if (first) { first = false; trace('relay: first frame') }
       // DATA payloads stay as the received chunks (no copy); control frames are tiny
-      const chunks = [...frame]
       const kind = frame.get(0)
       const f: DataFrame = kind === FrameKind.Data || kind === FrameKind.DataZ
         ? { kind, data: new Uint8Array(0) }
         // FILES: records stay views of the received chunks where they can
-        : kind === FrameKind.Files ? { kind, files: decodeFilesFrame(chunks) } : decodeFrame(frame.subarray())
+        : kind === FrameKind.Files ? { kind, files: decodeFilesFrame([...frame]) } : decodeFrame(frame.subarray())
       const payload = f.kind === FrameKind.Data || f.kind === FrameKind.DataZ ? [...frame.sublist(1)] : []
       const frameBytes = frame.byteLength
       if (f.kind === FrameKind.End) {

@@ -5,8 +5,8 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { deflateRaw } from 'node:zlib'
 import type { Libp2p } from '@libp2p/interface'
-import { ChildLink, type ChildTarget } from '../../protocols/relay/child-link.js'
-import { linkFrom } from '../../protocols/relay/early-links.js'
+import type { ChildLink, ChildTarget } from '../../protocols/relay/child-link.js'
+import { linksTo } from '../../protocols/relay/early-links.js'
 import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, FILES_HEADER, FILES_RECORD_HEADER_BYTES, FILES_RECORD_MAX, writeFileRecordHeader } from '../../protocols/relay/frames.js'
 import type { Entry } from '../manifest/types.js'
 import { readSmallFileInto, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
@@ -60,14 +60,7 @@ export interface SendClassOptions {
  * reused while a send may still hold it.
  */
 export async function sendClass (node: Libp2p, srcRoot: string, entries: readonly Entry[], files: readonly number[], children: ChildTarget[], opts: SendClassOptions): Promise<void> {
-  const links = (await Promise.all(children.map(async (c) => {
-    try {
-      return await linkFrom(opts.opened?.get(c.peer), async () => await ChildLink.open(node, c, opts.session, opts.classId, opts.stallMs))
-    } catch (err) {
-      opts.onChildFailed(c.peer, `cannot open relay stream: ${(err as Error).message}`)
-      return undefined
-    }
-  }))).filter((l): l is ChildLink => l != null)
+  const links = await linksTo(node, children, opts.opened, opts.session, opts.classId, opts.stallMs, opts.onChildFailed)
   const sender = new ClassSender(links, srcRoot, entries, opts)
   await sender.sendFiles(files)
   await sender.flush()
