@@ -4,6 +4,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@libp2p/yamux'
 import { mplex } from '@libp2p/mplex'
 import type { Libp2p, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
+import { withCoalescedWrites } from './coalesced-writes.js'
 // mDNS, pnet, bootstrap, the DHT and relaying are imported only when configured: a LAN
 // daemon does not carry their code (~7 MB of resident memory)
 
@@ -67,7 +68,8 @@ export async function createNode (opts: NodeOptions): Promise<Libp2p> {
     // with known peers, also take a reservation on any of them that relays (…/p2p-circuit)
     addresses: { listen: bootstrapList.length > 0 && opts.listen.length > 0 ? [...opts.listen, '/p2p-circuit'] : opts.listen },
     transports: wide ? [tcp(), circuitRelayTransport()] : [tcp()],
-    connectionEncrypters: [noise()],
+    // one socket write per send, not one per piece (coalesced-writes.ts)
+    connectionEncrypters: [withCoalescedWrites(noise())],
     streamMuxers: (opts.muxers ?? ['yamux', 'mplex']).map(m => muxers[m]()),
     peerDiscovery: [
       ...(mdns != null ? [mdns({ serviceTag: 'gosync' } as any)] : []),
