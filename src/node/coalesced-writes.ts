@@ -34,8 +34,10 @@ export function coalesceSocketWrites (connection: MessageStream): MessageStream 
     } finally {
       socket.uncork()
     }
-    // false only if a write() above returned false, so a 'drain' event follows
-    return { sentBytes, canSendMore: socket.writableLength < socket.writableHighWaterMark }
+    // over the high-water mark only if a write() above returned false, so a 'drain' event follows;
+    // a dead socket takes no more (as before: its write() returned false), its 'close' ends the connection
+    const dead = socket.destroyed || socket.writableEnded || socket.errored != null
+    return { sentBytes, canSendMore: !dead && socket.writableLength < socket.writableHighWaterMark }
   }
   return connection
 }
