@@ -36,10 +36,10 @@ export async function takeChildLinks (node: Libp2p, session: TargetSession, stal
 export async function linksTo (node: Libp2p, children: ChildTarget[], opened: ReadonlyMap<string, Promise<ChildLink>> | undefined, session: string, classId: number, stallMs: number, onFailed: (peer: string, error: string) => void): Promise<ChildLink[]> {
   const links = await Promise.all(children.map(async (c) => {
     try {
-      const early = opened?.get(c.peer)
-      if (early != null) {
+      const inAdvance = opened?.get(c.peer)
+      if (inAdvance != null) {
         try {
-          return await early
+          return await inAdvance
         } catch (err) {
           if (!(err instanceof RelayRefusedError)) throw err
         }

@@ -9,6 +9,7 @@ import type { ChildLink } from './child-link.js'
 import { takeChildLinks } from './early-links.js'
 import { trace } from '../../src/trace.js'
 import { WINDOW_BYTES } from './consts.js'
+import { BadFrameError, decodeFilesFrame, decodeFrame, FrameKind, type DataFrame } from './frames.js'
 
 /** Credit is returned at least every this many bytes (well below the window). */
 const CREDIT_BATCH = 1024 * 1024
@@ -18,7 +19,6 @@ const CREDIT_BATCH = 1024 * 1024
  * at 200 Mbit/s, 25 ms ~110 (the eight targets of a chain: 5.3–6.1 → 5.25–5.5 CPU-s, warm).
  */
 const CREDIT_DELAY_MS = 25
-import { BadFrameError, decodeFilesFrame, decodeFrame, FrameKind, type DataFrame } from './frames.js'
 
 const inflate = promisify(inflateRaw)
 /** Frames a relay passes on to its children as they arrive (not END, nor an unknown kind). */

@@ -42,7 +42,7 @@ export function coalesceSocketWrites (connection: MessageStream): MessageStream 
   return connection
 }
 
-/** `factory` (e.g. `noise()`), with each TCP connection it secures writing one piece per send. */
+/** `factory` (e.g. `noise()`), with each TCP connection it secures writing each send in one piece. */
 export function withCoalescedWrites<C extends ConnectionEncrypter> (factory: (components: any) => C): (components: any) => C {
   return (components) => {
     const encrypter = factory(components)
