@@ -5,12 +5,14 @@ export const CONTROL_PROTOCOL = '/gosync/control/1'
  *    manifest starts with its own `manifest` message; source heartbeats in between.
  * 4: relay data may carry FILES frames (runs of whole small files); a version-3 child would
  *    take them for a protocol violation, so a version-3 target is refused at `open`.
+ * 5: the manifest is streamed: `manifest` has no `entryCount`; `entries` come while the source
+ *    still walks its tree, with source heartbeats between, until `manifest-end`.
  */
-export const PROTOCOL_VERSION = 4
+export const PROTOCOL_VERSION = 5
 
 /** One control frame: an entries batch is ~0.5 MiB; a needs list of MAX_ENTRIES indices stays below (≤ 8 bytes each). */
 export const MAX_CONTROL_FRAME = 16 * 1024 * 1024
-/** Entries per 'entries' message: keeps frames around 200–400 KiB. */
+/** Entries per 'entries' message at most (the source's walk hands on ~1000 at a time): keeps frames around 200–400 KiB. */
 export const ENTRIES_PER_BATCH = 2000
 /** Largest tree a target accepts (entries); bounds its memory. */
 export const MAX_ENTRIES = 1_000_000

@@ -57,8 +57,8 @@ export const OpenMsg = z.object({
   /** stage everything, switch only when the source says every target staged (see 'switch') */
   atomic: z.boolean().optional()
 })
-/** Starts the manifest, once the source has scanned its tree (source heartbeats may come before it). */
-export const ManifestMsg = z.object({ type: z.literal('manifest'), entryCount: uint, root: WireRoot })
+/** Starts the manifest: `entries` batches follow as the source's walk produces them, then `manifest-end` (source heartbeats may come before and between). */
+export const ManifestMsg = z.object({ type: z.literal('manifest'), root: WireRoot })
 export const EntriesMsg = z.object({ type: z.literal('entries'), entries: z.array(WireEntry).max(100_000) })
 /** EntriesMsg's rules as plain code (see isWireEntry). */
 export function isEntriesMsg (v: unknown): v is z.infer<typeof EntriesMsg> {
@@ -98,6 +98,8 @@ export const LateSourceMsg = z.discriminatedUnion('type', [HashMsg, HashesMsg, S
 export const ManifestKnownMsg = z.object({ type: z.literal('manifest-known'), digest: hex64 })
 /** What the target takes between open and the manifest. */
 export const ManifestOrHeartbeatMsg = z.discriminatedUnion('type', [ManifestMsg, ManifestKnownMsg, SourceHeartbeatMsg])
+/** What the target takes after `manifest`, until `manifest-end`. */
+export const ManifestPartMsg = z.discriminatedUnion('type', [EntriesMsg, ManifestEndMsg, SourceHeartbeatMsg])
 export const SourceMsg = z.discriminatedUnion('type', [OpenMsg, ManifestMsg, ManifestKnownMsg, EntriesMsg, ManifestEndMsg, PlanMsg, HashMsg, HashesMsg, SwitchMsg, SourceHeartbeatMsg])
 
 // target → source

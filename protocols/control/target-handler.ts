@@ -4,9 +4,9 @@ import { basename, dirname, isAbsolute, join, normalize } from 'node:path'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson } from '../framing/json.js'
-import { manifestDigest } from '../../src/manifest/digest.js'
-import { checkManifestShape } from '../../src/manifest/validate.js'
-import type { Entry } from '../../src/manifest/types.js'
+import { ManifestDigester } from '../../src/manifest/digest.js'
+import { ManifestShapeChecker } from '../../src/manifest/validate.js'
+import type { Entry, RootMeta } from '../../src/manifest/types.js'
 import { scanDestination, TargetSession, type LocalScan } from '../../src/sync/target-session.js'
 import { recordFor, scanFingerprint, type ScannedTree, type TreeRecordStore } from '../../src/sync/tree-record.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
@@ -14,7 +14,7 @@ import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.j
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { SourceInbox } from './source-inbox.js'
 import { dropChildLinks, openChildLinksEarly } from '../relay/early-links.js'
-import { EntriesMsg, isEntriesMsg, ManifestEndMsg, ManifestOrHeartbeatMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
+import { isEntriesMsg, ManifestOrHeartbeatMsg, ManifestPartMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
 import type { z } from 'zod/v3'
 
 export interface TargetHandlerOptions {
@@ -109,14 +109,37 @@ async function serveKnownTree (fs: FramedStream, digest: string, open: z.infer<t
 }
 
 /** The manifest's entries messages, up to `count` entries, as domain entries. (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
-async function receiveEntries (fs: FramedStream, count: number, stepSignal: () => AbortSignal): Promise<Entry[]> {
+/**
+ * The manifest's entries, batch by batch until `manifest-end` (source heartbeats between are
+ * signs of life), each checked (checkManifestShape) and digested as it comes: the source sends
+ * them while it still walks its tree. Refuses more than `maxEntries` entries or a digest that
+ * is not the announced one.
+ */
+export async function receiveManifest (fs: FramedStream, root: RootMeta, stepSignal: () => AbortSignal, maxEntries = MAX_ENTRIES): Promise<{ entries: Entry[], digest: string }> {
   const entries: Entry[] = []
-  while (entries.length < count) {
-    const m = await expectJson(fs, EntriesMsg, stepSignal(), isEntriesMsg)
-    if (entries.length + m.entries.length > count) throw new ControlRefusal('bad-manifest', 'more entries than announced')
-    for (const w of m.entries) entries.push(toEntry(w))
+  const digester = new ManifestDigester(root)
+  const end = await receiveEntries(fs, entries, new ManifestShapeChecker(), digester, stepSignal, maxEntries)
+  const digest = digester.digest()
+  if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
+  return { entries, digest }
+}
+
+/** receiveManifest's loop (a hot loop in a function of its own: docs/ARCHITECTURE.md); returns `manifest-end`. */
+async function receiveEntries (fs: FramedStream, entries: Entry[], shape: ManifestShapeChecker, digester: ManifestDigester, stepSignal: () => AbortSignal, maxEntries: number): Promise<{ digest: string }> {
+  for (;;) {
+    const m = await expectJson(fs, ManifestPartMsg, stepSignal(), isEntriesMsg)
+    if (m.type === 'manifest-end') return m
+    if (m.type === 'heartbeat') continue
+    if (entries.length + m.entries.length > maxEntries) throw new ControlRefusal('too-large', `manifest of more than ${maxEntries} entries`)
+    const batch = m.entries.map(toEntry)
+    try {
+      shape.check(batch)
+    } catch (err) {
+      throw new ControlRefusal('bad-manifest', (err as Error).message)
+    }
+    digester.update(batch)
+    for (const e of batch) entries.push(e)
   }
-  return entries
 }
 
 /**
@@ -170,25 +193,14 @@ export async function handleControlStream (stream: Stream, connection: Connectio
       return
     }
     trace('target: manifest starts')
-    // the source scanned for long: what this scan saw may have changed since
+    const root = toRoot(start.root)
+    const { entries, digest } = await receiveManifest(fs, root, stepSignal)
+    trace('target: manifest checked')
+    // the source walked its tree for long: what this end's scan saw may have changed since
     if (Date.now() - scanStarted > SCAN_MAX_AGE_MS) {
       localScan = scanDestination(dst, opts.log)
       localScan.catch(() => {})
     }
-    if (start.entryCount > MAX_ENTRIES) throw new ControlRefusal('too-large', `manifest of ${start.entryCount} entries exceeds the limit of ${MAX_ENTRIES}`)
-    const entries = await receiveEntries(fs, start.entryCount, stepSignal)
-    const end = await expectJson(fs, ManifestEndMsg, stepSignal())
-    trace('target: manifest received')
-    try {
-      checkManifestShape(entries)
-    } catch (err) {
-      throw new ControlRefusal('bad-manifest', (err as Error).message)
-    }
-    const root = toRoot(start.root)
-    const digest = manifestDigest(root, entries)
-    if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
-
-    trace('target: manifest checked')
     session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, stallMs: opts.stallMs, localScan, manifest: { root, entries, digest }, onWarning: opts.log })
     opts.sessions.add(session)
     const s = session

@@ -5,7 +5,8 @@ import type { PeerId } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { dialPeer } from '../../src/node/dial.js'
 import { readJson, writeJson, ProtocolError } from '../framing/json.js'
-import type { Manifest } from '../../src/manifest/types.js'
+import type { Entry } from '../../src/manifest/types.js'
+import type { ManifestStream } from '../../src/manifest/manifest-stream.js'
 import { CONTROL_PROTOCOL, DIAL_TIMEOUT_MS, ENTRIES_PER_BATCH, HASHES_PER_SEND, HEARTBEAT_MS, MAX_CONTROL_FRAME, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { TargetMsg, fromEntry, fromRoot, type Counts } from './messages.js'
 
@@ -74,31 +75,43 @@ export class TargetLink {
 
   /**
    * Sends the manifest, or only `manifest-known` when `allowKnown` and the target has
-   * announced that its tree is this manifest's. Returns true in that case.
+   * announced that its tree is this manifest's. Returns true in that case. A target that
+   * announced no tree (or when `allowKnown` is false) gets the entries while the source's walk
+   * still produces them; otherwise the walk's end decides.
    */
-  async sendManifest (manifest: Manifest, allowKnown = false): Promise<boolean> {
-    let known: boolean
+  async sendManifest (manifest: ManifestStream, allowKnown = false): Promise<boolean> {
     try {
       // (heartbeats go on while this end waits) the target's first word: the tree its last
       // session left there, if any; if it is this very tree, the target's check decides
       const { digest } = await this.next('tree')
-      known = allowKnown && digest === manifest.digest && (await this.next('tree-check')).same &&
-        // the check is no older than the open: not taken after a long scan here
-        Date.now() - this.openedAt <= SCAN_MAX_AGE_MS
+      if (allowKnown && digest != null) {
+        const whole = await manifest.done()
+        const known = digest === whole.digest && (await this.next('tree-check')).same &&
+          // the check is no older than the open: not taken after a long scan here
+          Date.now() - this.openedAt <= SCAN_MAX_AGE_MS
+        if (known) {
+          this.stopBeating()
+          await writeJson(this.fs, { type: 'manifest-known', digest: whole.digest }, AbortSignal.timeout(this.stallMs))
+          return true
+        }
+      }
+      await writeJson(this.fs, { type: 'manifest', root: fromRoot(await manifest.root()) }, AbortSignal.timeout(this.stallMs))
+      // heartbeats go on between batches: the walk may pause (a slow disk, a huge directory)
+      for await (const batch of manifest.entries()) {
+        for (const frame of entriesFrames(batch)) await this.fs.write(frame, AbortSignal.timeout(this.stallMs))
+      }
+      const whole = await manifest.done()
+      this.stopBeating()
+      await writeJson(this.fs, { type: 'manifest-end', digest: whole.digest }, AbortSignal.timeout(this.stallMs))
+      return false
     } finally {
-      clearInterval(this.beat)
-      this.beat = undefined
+      this.stopBeating()
     }
-    if (known) {
-      await writeJson(this.fs, { type: 'manifest-known', digest: manifest.digest }, AbortSignal.timeout(this.stallMs))
-      return true
-    }
-    await writeJson(this.fs, { type: 'manifest', entryCount: manifest.entries.length, root: fromRoot(manifest.root) }, AbortSignal.timeout(this.stallMs))
-    for (let i = 0; i < manifest.entries.length; i += ENTRIES_PER_BATCH) {
-      await writeJson(this.fs, { type: 'entries', entries: manifest.entries.slice(i, i + ENTRIES_PER_BATCH).map(fromEntry) }, AbortSignal.timeout(this.stallMs))
-    }
-    await writeJson(this.fs, { type: 'manifest-end', digest: manifest.digest }, AbortSignal.timeout(this.stallMs))
-    return false
+  }
+
+  private stopBeating (): void {
+    clearInterval(this.beat)
+    this.beat = undefined
   }
 
   /** The next message of type `want`; heartbeats and child reports are absorbed on the way. */
@@ -237,4 +250,20 @@ export class TargetLink {
     clearInterval(this.beat)
     this.fs.abort(err)
   }
+}
+
+/** Encoded `entries` messages of each batch, made once for every target that is sent the batch. */
+const encodedBatches = new WeakMap<readonly Entry[], Uint8Array[]>()
+const encoder = new TextEncoder()
+
+function entriesFrames (batch: readonly Entry[]): Uint8Array[] {
+  let frames = encodedBatches.get(batch)
+  if (frames == null) {
+    frames = []
+    for (let i = 0; i < batch.length; i += ENTRIES_PER_BATCH) {
+      frames.push(encoder.encode(JSON.stringify({ type: 'entries', entries: batch.slice(i, i + ENTRIES_PER_BATCH).map(fromEntry) })))
+    }
+    encodedBatches.set(batch, frames)
+  }
+  return frames
 }

@@ -17,14 +17,36 @@ export function canonicalLine (e: Entry): string {
 const CHUNK_CHARS = 64 * 1024
 
 export function manifestDigest (root: RootMeta, entries: Iterable<Entry>): string {
-  const h = createHash('sha256')
-  let text = JSON.stringify(['.', root.mode, root.mtime, root.mtimeNsec, root.uid ?? -1, root.gid ?? -1]) + '\n'
-  for (const e of entries) {
-    text += canonicalLine(e)
-    if (text.length >= CHUNK_CHARS) { h.update(text); text = '' }
+  const d = new ManifestDigester(root)
+  d.update(entries)
+  return d.digest()
+}
+
+/** manifestDigest computed piece by piece, as a streamed manifest's entries come or go. */
+export class ManifestDigester {
+  private readonly h = createHash('sha256')
+  private text: string
+
+  constructor (root: RootMeta) {
+    this.text = JSON.stringify(['.', root.mode, root.mtime, root.mtimeNsec, root.uid ?? -1, root.gid ?? -1]) + '\n'
   }
-  h.update(text)
-  return h.digest('hex')
+
+  /** The next entries, in manifest order. */
+  update (entries: Iterable<Entry>): void {
+    let text = this.text
+    for (const e of entries) {
+      text += canonicalLine(e)
+      if (text.length >= CHUNK_CHARS) { this.h.update(text); text = '' }
+    }
+    this.text = text
+  }
+
+  /** The digest of everything given; the digester is used up. */
+  digest (): string {
+    this.h.update(this.text)
+    this.text = ''
+    return this.h.digest('hex')
+  }
 }
 
 /**

@@ -1,8 +1,7 @@
 import { lstatSync, readdirSync, readlinkSync } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { comparePaths } from './paths.js'
-import { manifestDigest } from './digest.js'
+import { ManifestDigester } from './digest.js'
 import { hashFile, type HashCache } from './hash.js'
 import { hashSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 import { fileWorker, workerError } from '../fs/file-worker.js'
@@ -13,7 +12,7 @@ import type { BigIntStats } from 'node:fs'
 
 /** Our own temp files (atomic writer) are invisible to scans on both ends. */
 export const TEMP_PREFIX = '.gosync-tmp-'
-/** Entries stat-ed between two turns of the event loop during a scan. */
+/** Entries stat-ed between two turns of the event loop during a scan (and per batch, streaming). */
 const YIELD_EVERY = 1000
 export function isTempName (name: string): boolean {
   return name.startsWith(TEMP_PREFIX)
@@ -33,6 +32,13 @@ export interface ScanOptions {
   hashConcurrency?: number
   /** false: leave Manifest.digest empty (default: computed) */
   digest?: boolean
+  /**
+   * Streaming: called with the root's metadata first, then with each batch of entries as the
+   * walk produces them, in manifest order, hashed as they will be in the result (see
+   * scanTree). The returned manifest holds the same entries.
+   */
+  onRoot?: (root: RootMeta) => void
+  onEntries?: (entries: readonly Entry[]) => void
   /**
    * Files at least this large whose hash the cache does not know are left without one:
    * the source hashes them while it sends them and gives the hash on the control stream
@@ -56,64 +62,96 @@ function rootMeta (st: BigIntStats): RootMeta {
 /**
  * Walk `root` (never following symlinks) into a sorted manifest. The process working
  * directory is never touched, so concurrent scans are independent.
+ *
+ * The walk visits each directory's names in sorted order, depth first, which is exactly the
+ * manifest's order (comparePaths sorts '/' before every other character): entries are final
+ * as soon as they are seen. With `onEntries`, each batch is hashed (cache, deferral) and
+ * handed on at once, so a source can send its manifest while it still walks.
  */
 export async function scanTree (root: string, opts: ScanOptions): Promise<Manifest> {
   // the root itself may be a symlink to a directory (as with rsync SRC/); nothing below it is followed
   const rootSt = await stat(root, { bigint: true })
   if (!rootSt.isDirectory()) throw new NotADirectoryError(`${root} is not a directory`)
-  const entries = await walk(root, opts)
-  entries.sort((a, b) => comparePaths(a.path, b.path))
-
-  const deferred = opts.hash ? await hashEntries(root, entries.filter(e => e.type === 'file'), opts) : new Set<Entry>()
-  const kept = entries.filter(e => e.type !== 'file' || !opts.hash || e.hash != null || deferred.has(e))
   const rootM = rootMeta(rootSt)
+  opts.onRoot?.(rootM)
+  const digester = opts.digest === false ? undefined : new ManifestDigester(rootM)
+  // Streaming: each batch is hashed before it is handed on (entries that cannot be read are
+  // dropped, as below). Otherwise every file is hashed at the end, where many small files
+  // keep both cores busy (hashEntries' worker).
+  const streamed: Entry[] = []
+  const take = async (batch: Entry[]): Promise<void> => {
+    const ok = opts.hash ? await hashedOnly(root, batch, opts) : batch
+    for (const e of ok) streamed.push(e)
+    digester?.update(ok)
+    if (ok.length > 0) opts.onEntries!(ok)
+  }
+  const streaming = opts.onEntries != null
+  const rest = await walk(root, opts, streaming ? take : undefined)
+  let kept: Entry[]
+  if (streaming) {
+    if (rest.length > 0) await take(rest)
+    kept = streamed
+  } else {
+    kept = opts.hash ? await hashedOnly(root, rest, opts) : rest
+    digester?.update(kept)
+  }
   // a target's scan of its own tree never needs the digest (≈ 1 µs per entry)
-  return { root: rootM, entries: kept, digest: opts.digest === false ? '' : manifestDigest(rootM, kept) }
+  return { root: rootM, entries: kept, digest: digester?.digest() ?? '' }
 }
 
-/** Every entry under `root`, unsorted. (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
-async function walk (root: string, opts: ScanOptions): Promise<Entry[]> {
-  const entries: Entry[] = []
+/** The entries whose hash is known or deferred after hashing `entries`' files; the unreadable are left out. */
+async function hashedOnly (root: string, entries: Entry[], opts: ScanOptions): Promise<Entry[]> {
+  const deferred = await hashEntries(root, entries.filter(e => e.type === 'file'), opts)
+  return entries.filter(e => e.type !== 'file' || e.hash != null || deferred.has(e))
+}
+
+/**
+ * Every entry under `root`, in manifest order: a depth-first walk over each directory's sorted
+ * names. With `take`, batches of entries are handed to it as the walk goes and only the last,
+ * partial batch is returned. (A hot loop in a function of its own: docs/ARCHITECTURE.md.)
+ */
+async function walk (root: string, opts: ScanOptions, take?: (batch: Entry[]) => Promise<void>): Promise<Entry[]> {
+  let entries: Entry[] = []
   const warn = opts.onWarning ?? (() => {})
 
   // Synchronous lstat/readdir/readlink: ~4 µs each, against ~30 µs for the thread-pool
   // versions here; the event loop gets a turn every YIELD_EVERY entries.
   let sinceYield = 0
-  const dirs = ['']
-  while (dirs.length > 0) {
-    const rel = dirs.pop()!
+  // the directories being listed, innermost last: each with its sorted names and the next to visit
+  const open: Array<{ rel: string, names: string[], next: number }> = []
+  const list = (rel: string): void => {
+    try {
+      // names sort by UTF-16 code units, as comparePaths does within one directory
+      open.push({ rel, names: readdirSync(rel === '' ? root : join(root, rel)).sort(), next: 0 })
+    } catch (err: any) {
+      warn(`cannot read directory ${rel === '' ? '.' : rel}: ${err.code ?? err.message}`)
+    }
+  }
+  list('')
+  while (open.length > 0) {
+    const dir = open[open.length - 1]
+    if (dir.next >= dir.names.length) { open.pop(); continue }
+    const name = dir.names[dir.next++]
+    const rel = dir.rel
+    if (isTempName(name)) {
+      opts.onTempFile?.(rel === '' ? name : `${rel}/${name}`)
+      continue
+    }
+    if (name.includes('\uFFFD')) {
+      warn(`skipping a name under ${rel === '' ? '.' : rel} that is not valid UTF-8`)
+      continue
+    }
     if (++sinceYield >= YIELD_EVERY) {
       sinceYield = 0
+      if (take != null && entries.length > 0) { const batch = entries; entries = []; await take(batch) }
       await new Promise(resolve => setImmediate(resolve))
       opts.signal?.throwIfAborted()
     }
-    const abs = rel === '' ? root : join(root, rel)
-    let names: string[]
-    try {
-      names = readdirSync(abs)
-    } catch (err: any) {
-      warn(`cannot read directory ${rel === '' ? '.' : rel}: ${err.code ?? err.message}`)
-      continue
-    }
-    for (const name of names) {
-      if (isTempName(name)) {
-        opts.onTempFile?.(rel === '' ? name : `${rel}/${name}`)
-        continue
-      }
-      if (name.includes('\uFFFD')) {
-        warn(`skipping a name under ${rel === '' ? '.' : rel} that is not valid UTF-8`)
-        continue
-      }
-      if (++sinceYield >= YIELD_EVERY) {
-        sinceYield = 0
-        await new Promise(resolve => setImmediate(resolve))
-        opts.signal?.throwIfAborted()
-      }
-      const e = statEntry(root, rel === '' ? name : `${rel}/${name}`, warn)
-      if (e == null) continue
-      entries.push(e)
-      if (e.type === 'dir') dirs.push(e.path)
-    }
+    const e = statEntry(root, rel === '' ? name : `${rel}/${name}`, warn)
+    if (e == null) continue
+    entries.push(e)
+    // its contents come next: depth first
+    if (e.type === 'dir') list(e.path)
   }
   return entries
 }

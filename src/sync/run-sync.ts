@@ -10,6 +10,7 @@ import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
 import { openLinks } from '../../protocols/relay/early-links.js'
 import { scanTree } from '../manifest/scan.js'
+import { ManifestStream } from '../manifest/manifest-stream.js'
 import { FileHashCache } from '../manifest/hash-cache-file.js'
 import type { Entry, Manifest } from '../manifest/types.js'
 import { classify } from '../plan/classify.js'
@@ -94,15 +95,29 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   let manifest: Manifest
   let hashCache: FileHashCache | undefined
   let firstSave: Promise<void> | undefined
+  // The manifest goes to each target of the first round while the tree is walked (a target
+  // that may already hold this tree waits for the walk's end: its digest decides).
+  const walked = new ManifestStream()
+  const manifestSent = new Map(targets.map(t => [t, opened.get(t)!.then(async link => await link.sendManifest(walked, !isAtomic(task)))]))
+  for (const p of manifestSent.values()) p.catch(() => {})
   try {
     // the cache loads while the tree is walked (the walk yields: the targets' sessions open meanwhile)
     const cacheLoad = source.hashCacheDir != null ? FileHashCache.load(source.hashCacheDir, task.src) : undefined
-    manifest = await scanTree(task.src, { hash: true, hashCache: cacheLoad, deferHashMin: DEFER_HASH_MIN, onWarning: (message) => { onEvent({ type: 'warning', message }) } })
+    manifest = await scanTree(task.src, {
+      hash: true,
+      hashCache: cacheLoad,
+      deferHashMin: DEFER_HASH_MIN,
+      onWarning: (message) => { onEvent({ type: 'warning', message }) },
+      onRoot: (root) => { walked.setRoot(root) },
+      onEntries: (entries) => { walked.push(entries) }
+    })
+    walked.end(manifest)
     hashCache = await cacheLoad
     trace('source: scanned')
     // written while the targets take the manifest, not before: 20k rows cost ~50 ms
     firstSave = hashCache?.save(task.src).catch((err: Error) => { onEvent({ type: 'warning', message: `cannot save the hash cache: ${err.message}` }) })
   } catch (err) {
+    walked.fail(new Error('the source could not read its tree'))
     for (const p of opened.values()) p.then(link => { link.abort(new Error('the source could not read its tree')) }, () => {})
     throw new TaskError(`cannot read source ${task.src}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
@@ -145,7 +160,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     rejoinTimer ??= setTimeout(rejoin, REJOIN_DELAY_MS)
     return true
   }
-  rounds.push(runRound(ctx, targets, firstSession, onCut, opened))
+  rounds.push(runRound(ctx, targets, firstSession, onCut, opened, manifestSent))
   for (;;) {
     const n = rounds.length
     await Promise.all(rounds)
@@ -312,7 +327,7 @@ async function connect (ctx: Pick<RoundContext, 'node' | 'task' | 'stallMs' | 's
 }
 
 /** One session with the given targets: layer 1, classes, relay trees, results. */
-async function runRound (ctx: RoundContext, targets: TargetState[], session: string, onCut: (t: TargetState) => boolean, opened?: Map<TargetState, Promise<TargetLink>>): Promise<void> {
+async function runRound (ctx: RoundContext, targets: TargetState[], session: string, onCut: (t: TargetState) => boolean, opened?: Map<TargetState, Promise<TargetLink>>, manifestSent?: Map<TargetState, Promise<boolean>>): Promise<void> {
   type T = TargetState
   const { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent } = ctx
   const seen = new Set<string>()
@@ -327,7 +342,8 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   await Promise.all(targets.map(async (t) => {
     try {
       t.link = await (opened?.get(t) ?? connect(ctx, t, session, seen))
-      if (await t.link.sendManifest(manifest, !isAtomic(task))) t.report.treeKnown = true
+      // the first round's manifest went out during the walk; a later round's goes now
+      if (await (manifestSent?.get(t) ?? t.link.sendManifest(ManifestStream.of(manifest), !isAtomic(task)))) t.report.treeKnown = true
       trace('source: manifest sent')
       const needs = await t.link.needs()
       trace('source: needs received')

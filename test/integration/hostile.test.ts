@@ -64,26 +64,26 @@ const wlink = (p: string, target: string): WireEntry => ({ path: p, type: 'symli
 /** The digest the target computes for this manifest (so only the check under test can fail). */
 const digestOf = (entries: WireEntry[], root = ROOT) => manifestDigest(toRoot(root), entries.map(toEntry));
 
-const openMsg = (dst: string, entryCount: number, extra: Record<string, unknown> = {}) => ({
+const openMsg = (dst: string, extra: Record<string, unknown> = {}) => ({
   type: 'open',
-  version: 4,
+  version: 5,
   session: newSession(),
   dst,
   delete: false,
   dryRun: false,
   compress: false,
-  entryCount,
   root: ROOT,
   ...extra,
 });
 
 /**
- * openMsg carries the manifest's start for brevity; on the wire (protocol 3) they are two
- * messages, `open` and `manifest`, with the source's scan in between.
+ * openMsg carries the manifest's start for brevity; on the wire (protocol 3 on) they are two
+ * messages, `open` and `manifest`, with the source's scan in between (protocol 5: entries follow
+ * `manifest` while the source walks its tree, until `manifest-end`).
  */
 const splitOpen = (m: ReturnType<typeof openMsg>) => {
-  const { entryCount, root, ...open } = m;
-  return [open, { type: 'manifest', entryCount, root }];
+  const { root, ...open } = m;
+  return [open, { type: 'manifest', root }];
 };
 async function writeOpen(fs: FramedStream, m: ReturnType<typeof openMsg>): Promise<void> {
   for (const x of splitOpen(m)) await writeJson(fs, x);
@@ -349,7 +349,7 @@ describe('hostile input', () => {
   ): Promise<void> {
     const { stream, fs } = await dial(d, CONTROL_PROTOCOL);
     try {
-      await writeOpen(fs, openMsg(lab.common(dstName), entries.length));
+      await writeOpen(fs, openMsg(lab.common(dstName)));
       if (entries.length > 0) await writeJson(fs, { type: 'entries', entries });
       await writeJson(fs, { type: 'manifest-end', digest });
       await expectError(fs, code, re, what);
@@ -368,7 +368,7 @@ describe('hostile input', () => {
     what: string,
   ): Promise<{ stream: Stream; fs: FramedStream; session: string; needs: Msg }> {
     const { stream, fs } = await dial(d, CONTROL_PROTOCOL);
-    const open = openMsg(dst, entries.length);
+    const open = openMsg(dst);
     await writeOpen(fs, open);
     if (entries.length > 0) await writeJson(fs, { type: 'entries', entries });
     await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
@@ -525,7 +525,7 @@ describe('hostile input', () => {
   test('3. a truncated frame, then end of stream: error', { timeout: 120_000 }, async (t) => {
     const why = skipReason();
     if (why) return t.skip(why);
-    const open = Buffer.from(JSON.stringify(openMsg(lab.common('dst-trunc'), 0)));
+    const open = Buffer.from(JSON.stringify(openMsg(lab.common('dst-trunc'))));
     for (const [what, bytes] of [
       ['half an open frame', frame(open).subarray(0, 2 + Math.floor(open.byteLength / 2))],
       ['a length prefix only', varint.encode(100)],
@@ -553,7 +553,7 @@ describe('hostile input', () => {
     {
       const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
       try {
-        await writeOpen(fs, openMsg(lab.common('dst-trunc'), 3));
+        await writeOpen(fs, openMsg(lab.common('dst-trunc')));
         await writeJson(fs, { type: 'entries', entries: [wdir('a')] });
         await stream.close();
         await expectError(fs, 'failed', /ended|end of stream|before/i, 'end of stream inside the manifest');
@@ -578,48 +578,54 @@ describe('hostile input', () => {
       { what: 'unknown message type', msgs: [{ type: 'hello', session: newSession(), classId: 0 }], code: 'failed', re: /unexpected|type|expected/i },
       {
         what: 'plan before manifest-end',
-        msgs: [...splitOpen(openMsg(dst('1'), 2)), { type: 'entries', entries }, { type: 'plan', relay: null }],
+        msgs: [...splitOpen(openMsg(dst('1'))), { type: 'entries', entries }, { type: 'plan', relay: null }],
         code: 'failed',
         re: /unexpected|type|expected/i,
         dstName: 'dst-order-1',
       },
       {
-        what: 'manifest-end before all announced entries',
-        msgs: [...splitOpen(openMsg(dst('2'), 3)), { type: 'entries', entries }, { type: 'manifest-end', digest: digestOf(entries) }],
+        what: 'manifest-known inside the manifest',
+        msgs: [...splitOpen(openMsg(dst('2'))), { type: 'entries', entries }, { type: 'manifest-known', digest: digestOf(entries) }],
         code: 'failed',
         re: /unexpected|type|expected/i,
         dstName: 'dst-order-2',
       },
       {
         what: 'a second open instead of entries',
-        msgs: [...splitOpen(openMsg(dst('3'), 2)), openMsg(dst('3'), 2)],
+        msgs: [...splitOpen(openMsg(dst('3'))), openMsg(dst('3'))],
         code: 'failed',
         re: /unexpected|type|expected/i,
         dstName: 'dst-order-3',
       },
       {
-        what: 'more entries than announced',
-        msgs: [...splitOpen(openMsg(dst('4'), 1)), { type: 'entries', entries }],
+        // each batch is checked as it comes: order holds across batches too
+        what: 'entries out of order across two batches',
+        msgs: [...splitOpen(openMsg(dst('4'))), { type: 'entries', entries: [wdir('b')] }, { type: 'entries', entries: [wdir('a')] }],
         code: 'bad-manifest',
-        re: /more entries than announced/,
+        re: /out of order/,
         dstName: 'dst-order-4',
       },
-      { what: 'version 1', msgs: [...splitOpen(openMsg(dst('5'), 0, { version: 1 }))], code: 'version', re: /version 1/, dstName: 'dst-order-5' },
-      { what: 'relative destination', msgs: [...splitOpen(openMsg('relative/dst', 0))], code: 'bad-destination', re: /absolute/ },
-      { what: 'NUL in destination', msgs: [...splitOpen(openMsg(`${dst('6')}\0x`, 0))], code: 'bad-destination', re: /NUL/, dstName: 'dst-order-6' },
-      { what: 'entryCount over the limit', msgs: [...splitOpen(openMsg(dst('7'), 2_000_000))], code: 'too-large', re: /exceeds/, dstName: 'dst-order-7' },
-      { what: 'negative entryCount', msgs: [...splitOpen(openMsg(dst('8'), -1))], code: 'failed', re: /entryCount|unexpected/, dstName: 'dst-order-8' },
-      { what: 'session id that is not 32 hex', msgs: [...splitOpen(openMsg(dst('9'), 0, { session: '../../etc' }))], code: 'failed', re: /session|unexpected/, dstName: 'dst-order-9' },
+      { what: 'version 1', msgs: [...splitOpen(openMsg(dst('5'), { version: 1 }))], code: 'version', re: /version 1/, dstName: 'dst-order-5' },
+      { what: 'relative destination', msgs: [...splitOpen(openMsg('relative/dst'))], code: 'bad-destination', re: /absolute/ },
+      { what: 'NUL in destination', msgs: [...splitOpen(openMsg(`${dst('6')}\0x`))], code: 'bad-destination', re: /NUL/, dstName: 'dst-order-6' },
+      {
+        what: 'a batch over the 100,000 entries of one message',
+        msgs: [...splitOpen(openMsg(dst('7'))), { type: 'entries', entries: Array.from({ length: 100_001 }, (_, i) => wdir(`d${String(i).padStart(6, '0')}`)) }],
+        code: 'failed',
+        re: /entries|unexpected/,
+        dstName: 'dst-order-7',
+      },
+      { what: 'session id that is not 32 hex', msgs: [...splitOpen(openMsg(dst('9'), { session: '../../etc' }))], code: 'failed', re: /session|unexpected/, dstName: 'dst-order-9' },
       {
         what: 'manifest-known for a tree the target did not announce',
-        msgs: [splitOpen(openMsg(dst('11'), 0))[0], { type: 'manifest-known', digest: 'ab'.repeat(32) }],
+        msgs: [splitOpen(openMsg(dst('11')))[0], { type: 'manifest-known', digest: 'ab'.repeat(32) }],
         code: 'bad-manifest',
         re: /did not announce/,
         dstName: 'dst-order-11',
       },
       {
         what: 'entries with a bad field type',
-        msgs: [...splitOpen(openMsg(dst('10'), 1)), { type: 'entries', entries: [{ ...wdir('a'), mode: 'rwx' }] }],
+        msgs: [...splitOpen(openMsg(dst('10'))), { type: 'entries', entries: [{ ...wdir('a'), mode: 'rwx' }] }],
         code: 'failed',
         re: /mode|unexpected/,
         dstName: 'dst-order-10',
@@ -707,7 +713,7 @@ describe('hostile input', () => {
     ] as const) {
       const { stream, fs } = await dial(fenced, CONTROL_PROTOCOL);
       try {
-        await writeOpen(fs, openMsg(dst, 1));
+        await writeOpen(fs, openMsg(dst));
         await writeJson(fs, { type: 'entries', entries: [wdir('d')] });
         await writeJson(fs, { type: 'manifest-end', digest: digestOf([wdir('d')]) });
         const m = await expectError(fs, 'destination-not-allowed', /outside the allowed roots/, what);
@@ -743,7 +749,7 @@ describe('hostile input', () => {
       const { stream, fs } = await dial(fenced, CONTROL_PROTOCOL);
       let outcome: string;
       try {
-        await writeOpen(fs, openMsg(dst, entries.length));
+        await writeOpen(fs, openMsg(dst));
         await writeJson(fs, { type: 'entries', entries });
         await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
         const o = await next(fs);
@@ -778,7 +784,7 @@ describe('hostile input', () => {
       try {
         // a complete, valid manifest right away: none of it may be acted on
         const entries = [wdir('a'), wfile('a/x.txt', 'x\n')];
-        await writeOpen(fs, openMsg(lab.common('dst-untrusted'), entries.length));
+        await writeOpen(fs, openMsg(lab.common('dst-untrusted')));
         await writeJson(fs, { type: 'entries', entries });
         await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
         const m = await expectError(fs, 'untrusted', new RegExp(`${attackerId}.*not trusted`), 'untrusted control', 5_000);
@@ -902,7 +908,7 @@ describe('hostile input', () => {
     for (const [dstName, parent, accepted] of [['dst-early-wrong', src.peerId, false], ['dst-early-right', attackerId, true]] as const) {
       victimAllowedTop.add(dstName);
       const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
-      const open = openMsg(lab.common(dstName), entries.length);
+      const open = openMsg(lab.common(dstName));
       await writeOpen(fs, open);
       await writeJson(fs, { type: 'entries', entries });
       await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
@@ -1142,12 +1148,12 @@ describe('hostile input', () => {
     const silentAfterOpen = (async () => {
       const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
       try {
-        await writeOpen(fs, openMsg(lockedDst, 1));
+        await writeOpen(fs, openMsg(lockedDst));
         // meanwhile the destination is busy
         await new Promise((r) => setTimeout(r, 500));
         const b = await dial(victim, CONTROL_PROTOCOL);
         try {
-          await writeOpen(b.fs, openMsg(lockedDst, 0));
+          await writeOpen(b.fs, openMsg(lockedDst));
           await writeJson(b.fs, { type: 'manifest-end', digest: digestOf([]) });
           await expectError(b.fs, 'busy', /in use/, 'second session on a locked destination');
         } finally {
@@ -1187,7 +1193,7 @@ describe('hostile input', () => {
     await writeTree(dst, { 'old.txt': 'old\n' });
     const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
     try {
-      const [open, start] = splitOpen(openMsg(lab.common(dstName), 0, { delete: true, dryRun: true }));
+      const [open, start] = splitOpen(openMsg(lab.common(dstName), { delete: true, dryRun: true }));
       await writeJson(fs, open);
       const first = await next(fs, 5_000, ['heartbeat']);
       assert.ok(first.kind === 'message' && first.msg.type === 'tree' && first.msg.digest === null, `expected tree null first, got ${show(first)}`);

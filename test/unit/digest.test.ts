@@ -1,7 +1,7 @@
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { canonicalLine, contentDigest, manifestDigest } from '../../src/manifest/digest.js'
+import { canonicalLine, contentDigest, manifestDigest, ManifestDigester } from '../../src/manifest/digest.js'
 import type { Entry, RootMeta } from '../../src/manifest/types.js'
 
 // The definition in docs/PROTOCOLS.md: one JSON array per entry, root first.
@@ -33,6 +33,19 @@ describe('manifest digest', () => {
     const many: Entry[] = Array.from({ length: 5000 }, (_, i) => ({ ...odd[i % odd.length], path: `${i}/${odd[i % odd.length].path}` }))
     assert.equal(manifestDigest(root, many), referenceDigest(root, many))
     assert.notEqual(manifestDigest(root, many), manifestDigest({ ...root, mtimeNsec: 43 }, many))
+  })
+
+  test('ManifestDigester: the same digest whatever the batches, empty ones included', () => {
+    const root: RootMeta = { mode: 0o755, mtime: 1, mtimeNsec: 2, uid: 3, gid: 4 }
+    const many: Entry[] = Array.from({ length: 3000 }, (_, i) => ({ ...odd[i % odd.length], path: `p${String(i).padStart(5, '0')}/${odd[i % odd.length].path}` }))
+    const whole = referenceDigest(root, many)
+    for (const cuts of [[0], [1, 2, 3], [999, 1000, 2999], [1500, 1500]]) {
+      const d = new ManifestDigester(root)
+      let from = 0
+      for (const c of [...cuts, many.length]) { d.update(many.slice(from, c)); from = c }
+      assert.equal(d.digest(), whole, `cuts ${cuts.join(',')}`)
+    }
+    assert.equal(new ManifestDigester(root).digest(), referenceDigest(root, []))
   })
 
   test('contentDigest: the manifest digest without deferred hashes; else the documented text over each deferred file', () => {
