@@ -2,7 +2,6 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
-import { capMuxerFrames, RELAY_MUXER_FRAME } from '../../src/node/muxer-frames.js'
 import { dialPeer } from '../../src/node/dial.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
@@ -47,8 +46,6 @@ export class ChildLink {
       conn = await dialPeer(node, peerIdFromString(child.peer), signal)
     }
     const stream = await conn.newStream(RELAY_PROTOCOL, { signal, runOnLimitedConnection: true })
-    // the child forwards each muxer frame as soon as it is in: small ones, not whole relay frames
-    capMuxerFrames(stream, RELAY_MUXER_FRAME)
     const fs = new FramedStream(stream, { maxFrameBytes: 1 << 20 })
     try {
       await writeJson(fs, { type: 'hello', session, classId }, signal)
