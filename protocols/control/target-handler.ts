@@ -108,7 +108,6 @@ async function serveKnownTree (fs: FramedStream, digest: string, open: z.infer<t
   opts.log(`session ${open.session}: ${open.dst} is already the source's tree ${digest.slice(0, 16)}…`)
 }
 
-/** The manifest's entries messages, up to `count` entries, as domain entries. (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
 /**
  * The manifest's entries, batch by batch until `manifest-end` (source heartbeats between are
  * signs of life), each checked (checkManifestShape) and digested as it comes: the source sends

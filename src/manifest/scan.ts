@@ -75,28 +75,24 @@ export async function scanTree (root: string, opts: ScanOptions): Promise<Manife
   const rootM = rootMeta(rootSt)
   opts.onRoot?.(rootM)
   const digester = opts.digest === false ? undefined : new ManifestDigester(rootM)
-  // Streaming: each batch is hashed before it is handed on (entries that cannot be read are
-  // dropped, as below). Otherwise every file is hashed at the end, where many small files
-  // keep both cores busy (hashEntries' worker).
-  const streamed: Entry[] = []
+  // Each batch is hashed before it is handed on (entries that cannot be read are dropped).
+  // Without onEntries the walk gives one batch, the whole tree, where many small files keep
+  // both cores busy (hashEntries' worker).
+  const kept: Entry[] = []
   const take = async (batch: Entry[]): Promise<void> => {
     const ok = opts.hash ? await hashedOnly(root, batch, opts) : batch
-    for (const e of ok) streamed.push(e)
+    appendAll(kept, ok)
     digester?.update(ok)
-    if (ok.length > 0) opts.onEntries!(ok)
+    if (ok.length > 0) opts.onEntries?.(ok)
   }
-  const streaming = opts.onEntries != null
-  const rest = await walk(root, opts, streaming ? take : undefined)
-  let kept: Entry[]
-  if (streaming) {
-    if (rest.length > 0) await take(rest)
-    kept = streamed
-  } else {
-    kept = opts.hash ? await hashedOnly(root, rest, opts) : rest
-    digester?.update(kept)
-  }
+  await take(await walk(root, opts, opts.onEntries != null ? take : undefined))
   // a target's scan of its own tree never needs the digest (≈ 1 µs per entry)
   return { root: rootM, entries: kept, digest: digester?.digest() ?? '' }
+}
+
+/** `to` += `from`, in a loop of its own (a whole tree's entries when not streaming: docs/ARCHITECTURE.md, "Hot loops"). */
+function appendAll (to: Entry[], from: readonly Entry[]): void {
+  for (const e of from) to.push(e)
 }
 
 /** The entries whose hash is known or deferred after hashing `entries`' files; the unreadable are left out. */
