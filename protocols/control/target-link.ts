@@ -118,10 +118,13 @@ export class TargetLink {
   async next<T extends Msg['type']> (want: T, stallMs = this.stallMs): Promise<Of<T>> {
     for (;;) {
       let m: Msg | null
+      const quiet = AbortSignal.timeout(stallMs)
       try {
-        m = await readJson(this.fs, TargetMsg, AbortSignal.timeout(stallMs))
+        m = await readJson(this.fs, TargetMsg, quiet)
       } catch (err) {
-        if ((err as Error).name === 'TimeoutError') throw new TargetStalledError(`no word from the target for ${Math.round(stallMs / 1000)} s`)
+        // only our own timer means silence; a TimeoutError from below (say, the connection
+        // aborted by a failed keep-alive ping) is reported as what it is
+        if (quiet.aborted) throw new TargetStalledError(`no word from the target for ${Math.round(stallMs / 1000)} s`)
         throw err
       }
       if (m == null) throw new ProtocolError(`target closed the control stream while we waited for '${want}'`)

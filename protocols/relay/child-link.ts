@@ -2,6 +2,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
+import { asBulkSender } from '../../src/node/bulk-stream.js'
 import { dialPeer } from '../../src/node/dial.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
@@ -46,6 +47,8 @@ export class ChildLink {
       conn = await dialPeer(node, peerIdFromString(child.peer), signal)
     }
     const stream = await conn.newStream(RELAY_PROTOCOL, { signal, runOnLimitedConnection: true })
+    // the child forwards each muxer frame as soon as it is in; control streams keep their turn
+    asBulkSender(stream)
     const fs = new FramedStream(stream, { maxFrameBytes: 1 << 20 })
     try {
       await writeJson(fs, { type: 'hello', session, classId }, signal)

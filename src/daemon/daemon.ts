@@ -4,6 +4,7 @@ import { FileTreeRecords } from '../sync/tree-record.js'
 import { handleControlStream } from '../../protocols/control/target-handler.js'
 import { CONTROL_PROTOCOL, DEFAULT_STALL_TIMEOUT_MS, MAX_INBOUND_STREAMS as CONTROL_STREAMS } from '../../protocols/control/consts.js'
 import { handleRelayStream } from '../../protocols/relay/handler.js'
+import { asBulkReceiver } from '../node/bulk-stream.js'
 import { RELAY_PROTOCOL, MAX_INBOUND_STREAMS as RELAY_STREAMS } from '../../protocols/relay/consts.js'
 import { handleTaskStream, runRemoteTask, TASK_PROTOCOL, TaskSchema } from '../../protocols/task/index.js'
 import { TrustList } from '../home/trust.js'
@@ -67,6 +68,7 @@ export class Daemon {
       await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, trees, sign: signerFor(privateKey), log: opts.log })
     }, { maxInboundStreams: CONTROL_STREAMS, runOnLimitedConnection: true })
     await node.handle(RELAY_PROTOCOL, async (stream, connection) => {
+      asBulkReceiver(stream)
       await handleRelayStream(node, stream, connection, this.sessions, stallMs)
     }, { maxInboundStreams: RELAY_STREAMS, maxOutboundStreams: RELAY_STREAMS, runOnLimitedConnection: true })
     await node.handle(TASK_PROTOCOL, async (stream, connection) => {

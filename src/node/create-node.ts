@@ -77,6 +77,9 @@ export async function createNode (opts: NodeOptions): Promise<Libp2p> {
     ],
     services,
     connectionManager: { maxConnections: 512 },
+    // a ping waits behind the data queued on a busy link (seconds on a slow one): a late answer
+    // must not abort a healthy transfer; our protocols detect stalls themselves
+    connectionMonitor: { abortConnectionOnPingFailure: false },
     ...(preSharedKey != null && opts.swarmKey != null ? { connectionProtector: preSharedKey({ psk: opts.swarmKey }) } : {})
   })
 }
