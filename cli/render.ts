@@ -43,14 +43,14 @@ export function renderReport (r: SyncReport): string {
 
 /** A one-line progress display on a terminal (stderr), redrawn in place. */
 export class ProgressLine {
-  private last = 0
+  private last = -Infinity
   private lastBytes = 0
-  private lastTime = Date.now()
+  private lastTime = performance.now()
   constructor (private readonly out: NodeJS.WriteStream) {}
 
   onEvent (e: SyncEvent): void {
     if (e.type === 'progress' && e.bytesTotal > 0) {
-      const now = Date.now()
+      const now = performance.now()
       if (now - this.last < 200) return
       const rate = (e.bytesDone - this.lastBytes) / Math.max(0.001, (now - this.lastTime) / 1000)
       this.last = now

@@ -10,7 +10,7 @@ export interface SwitchVerdict { go: boolean, reason?: string }
  * of the stream. A message that breaks the protocol ends the session through `onFatal`.
  */
 export class SourceInbox {
-  private lastHeard = Date.now()
+  private lastHeard = performance.now()
   private verdict?: SwitchVerdict
   private ended?: Error
   private wake?: () => void
@@ -35,7 +35,7 @@ export class SourceInbox {
           onEnd(this.ended)
           return
         }
-        this.lastHeard = Date.now()
+        this.lastHeard = performance.now()
         if (m.type === 'hash') {
           const refused = onHash(m.index, m.hash)
           if (refused != null) throw new ProtocolError(refused)
@@ -57,11 +57,11 @@ export class SourceInbox {
   /** --atomic: the verdict; fails if the source closes, breaks the protocol or is silent for `stallMs`. */
   async switchVerdict (stallMs: number): Promise<SwitchVerdict> {
     // the data phase may have been long and quiet on this stream: the stall clock starts now
-    this.lastHeard = Math.max(this.lastHeard, Date.now())
+    this.lastHeard = Math.max(this.lastHeard, performance.now())
     for (;;) {
       if (this.verdict != null) return this.verdict
       if (this.ended != null) throw this.ended
-      if (Date.now() - this.lastHeard > stallMs) throw new ProtocolError(`no word from the source for ${Math.round(stallMs / 1000)} s while waiting for the switch`)
+      if (performance.now() - this.lastHeard > stallMs) throw new ProtocolError(`no word from the source for ${Math.round(stallMs / 1000)} s while waiting for the switch`)
       await new Promise<void>(resolve => { this.wake = resolve; setTimeout(resolve, Math.min(1000, stallMs / 4)) })
     }
   }

@@ -164,7 +164,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     opts.sessions.lockDestination(dst, open.session)
     locked = { dst, id: open.session }
     // the destination is scanned while the source scans its tree
-    const scanStarted = Date.now()
+    const scanStarted = performance.now()
     let localScan = scanDestination(dst, opts.log)
     localScan.then(() => { trace('target: local scan done') }, () => {})
     // from here to the result the source may wait on this target (its scan, its work): heartbeats
@@ -196,7 +196,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const { entries, digest } = await receiveManifest(fs, root, stepSignal)
     trace('target: manifest checked')
     // the source walked its tree for long: what this end's scan saw may have changed since
-    if (Date.now() - scanStarted > SCAN_MAX_AGE_MS) {
+    if (performance.now() - scanStarted > SCAN_MAX_AGE_MS) {
       localScan = scanDestination(dst, opts.log)
       localScan.catch(() => {})
     }

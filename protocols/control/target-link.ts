@@ -68,7 +68,7 @@ export class TargetLink {
   async sendOpen (opts: SessionOptions): Promise<void> {
     await writeJson(this.fs, { type: 'open', version: PROTOCOL_VERSION, session: opts.session, dst: opts.dst, delete: opts.delete, dryRun: opts.dryRun, compress: opts.compress, atomic: opts.atomic === true ? true : undefined }, AbortSignal.timeout(this.stallMs))
     this.beat ??= setInterval(() => { writeJson(this.fs, { type: 'heartbeat' }).catch(() => {}) }, HEARTBEAT_MS)
-    this.openedAt = Date.now()
+    this.openedAt = performance.now()
   }
 
   private openedAt = 0
@@ -88,7 +88,7 @@ export class TargetLink {
         const whole = await manifest.done()
         const known = digest === whole.digest && (await this.next('tree-check')).same &&
           // the check is no older than the open: not taken after a long scan here
-          Date.now() - this.openedAt <= SCAN_MAX_AGE_MS
+          performance.now() - this.openedAt <= SCAN_MAX_AGE_MS
         if (known) {
           this.stopBeating()
           await writeJson(this.fs, { type: 'manifest-known', digest: whole.digest }, AbortSignal.timeout(this.stallMs))
@@ -158,7 +158,7 @@ export class TargetLink {
     for (;;) {
       const done = await Promise.race([this.waiting!.then(() => true), new Promise<boolean>(resolve => setTimeout(() => { resolve(false) }, 1000))])
       if (done) break
-      if (Date.now() - this.heard > this.stallMs) throw new TargetStalledError(`no word from the target for ${Math.round(this.stallMs / 1000)} s`)
+      if (performance.now() - this.heard > this.stallMs) throw new TargetStalledError(`no word from the target for ${Math.round(this.stallMs / 1000)} s`)
     }
     if (this.waitError != null) throw this.waitError
     const m = this.early!
@@ -200,7 +200,7 @@ export class TargetLink {
 
   private beat?: NodeJS.Timeout
   private waiting?: Promise<void>
-  private heard = Date.now()
+  private heard = performance.now()
   private early?: Msg
   private waitError?: Error
 
@@ -211,14 +211,14 @@ export class TargetLink {
    */
   keepWaiting (): void {
     this.beat ??= setInterval(() => { writeJson(this.fs, { type: 'heartbeat' }).catch(() => {}) }, HEARTBEAT_MS)
-    this.heard = Date.now()
+    this.heard = performance.now()
     this.waiting ??= (async () => {
       try {
         for (;;) {
           // no timer on the read: liveness is judged from `heard` (stillStaged, resultAfterWait)
           const m = await readJson(this.fs, TargetMsg)
           if (m == null) throw new ProtocolError('the target closed the control stream while staged')
-          this.heard = Date.now()
+          this.heard = performance.now()
           if (m.type === 'heartbeat') continue
           if (m.type === 'child-failed') { this.onChildFailed?.(m.peer, m.error); continue }
           this.early = m
@@ -232,7 +232,7 @@ export class TargetLink {
 
   /** --atomic: the staged target is still there: its stream is open and it sent a heartbeat lately. */
   get stillStaged (): boolean {
-    return this.waitError == null && this.early == null && Date.now() - this.heard <= Math.min(this.stallMs, 3 * HEARTBEAT_MS)
+    return this.waitError == null && this.early == null && performance.now() - this.heard <= Math.min(this.stallMs, 3 * HEARTBEAT_MS)
   }
 
   /** Why stillStaged is false. */
@@ -240,7 +240,7 @@ export class TargetLink {
     if (this.waitError != null) return this.waitError.message
     if (this.early?.type === 'error') return this.early.message
     if (this.early != null) return `sent '${this.early.type}' while staged`
-    return `no heartbeat for ${Math.round((Date.now() - this.heard) / 1000)} s while staged`
+    return `no heartbeat for ${Math.round((performance.now() - this.heard) / 1000)} s while staged`
   }
 
   /** --atomic: the verdict. `go`: every target staged, switch now. */

@@ -77,9 +77,11 @@ export async function createNode (opts: NodeOptions): Promise<Libp2p> {
     ],
     services,
     connectionManager: { maxConnections: 512 },
-    // a ping waits behind the data queued on a busy link (seconds on a slow one): a late answer
-    // must not abort a healthy transfer; our protocols detect stalls themselves
-    connectionMonitor: { abortConnectionOnPingFailure: false },
+    // libp2p pings every connection every 10 s and aborts it when an answer is late (5 s by
+    // default). On a busy link the ping waits behind the data queued in the kernel and in Noise
+    // (seconds on a slow link): allow as long as our own stall timeout's default, so a healthy
+    // transfer is never cut and a dead peer's connection still goes within ~40 s
+    connectionMonitor: { pingTimeout: { minTimeout: 30_000, maxTimeout: 60_000 } },
     ...(preSharedKey != null && opts.swarmKey != null ? { connectionProtector: preSharedKey({ psk: opts.swarmKey }) } : {})
   })
 }

@@ -71,7 +71,7 @@ export interface SourceOptions {
 }
 
 export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEvent) => void = () => {}, source: SourceOptions = {}): Promise<SyncReport> {
-  const started = Date.now()
+  const started = performance.now()
   trace('source: task start')
   if (!isAbsolute(task.src) || !isAbsolute(task.dst)) throw new TaskError('--src and --dst must be absolute paths')
   if (task.targets.length === 0) throw new TaskError('no targets given')
@@ -198,7 +198,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     switched,
     digest: manifest.digest,
     targets: reports,
-    totals: { files: reports.reduce((n, r) => n + r.files, 0), bytes: reports.reduce((n, r) => n + r.bytes, 0), seconds: (Date.now() - started) / 1000 }
+    totals: { files: reports.reduce((n, r) => n + r.files, 0), bytes: reports.reduce((n, r) => n + r.bytes, 0), seconds: (performance.now() - started) / 1000 }
   }
 }
 

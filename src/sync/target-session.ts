@@ -106,9 +106,9 @@ export class TargetSession {
   /** set by the control handler: tells the source that a relay child failed */
   onChildFailed?: (peer: string, error: string) => void
   /** last time the relay parent connected or sent a frame */
-  private lastActivity = Date.now()
+  private lastActivity = performance.now()
 
-  touch (): void { this.lastActivity = Date.now() }
+  touch (): void { this.lastActivity = performance.now() }
 
   constructor (readonly init: TargetSessionInit) {
     this.dst = new DestinationRoot(init.dst)
@@ -439,7 +439,7 @@ export class TargetSession {
     const failures: string[] = []
     if (this.relayDone != null) {
       const timer = setInterval(() => {
-        if (Date.now() - this.lastActivity > stallMs) {
+        if (performance.now() - this.lastActivity > stallMs) {
           this.relayFailed(new Error(this.relayClaimed ? `no data from parent ${this.relay!.parent} for ${stallMs} ms` : `parent ${this.relay!.parent} did not connect within ${stallMs} ms`))
         }
       }, Math.min(1000, stallMs / 4))
