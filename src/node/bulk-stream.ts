@@ -24,13 +24,14 @@ export function bulkFrameFor (bytesPerSecond: number): number {
 /**
  * Makes `stream` the sending end of a bulk transfer that shares its connection fairly:
  *
- * - **Muxer frames of at most `maxFrame()` bytes** (asked at each cut, so it may follow the link's rate). js-libp2p's streams (`AbstractMessageStream`
- *   of @libp2p/utils) cut their write buffer into pieces of `maxMessageSize` bytes, one muxer
- *   frame each, and yamux sets that to its whole send window (4–16 MiB here): a 512 KiB relay
- *   frame left as one yamux frame, and the next node's yamux hands on nothing of a frame before
- *   its last byte is in. So each relay held every frame for one frame time before it could
- *   forward any of it: 21 ms per hop at 200 Mbit/s. The muxer's own value applies when it is
- *   smaller (yamux lowers it to what is left of the send window, 0 when none is).
+ * - **Muxer frames of at most `maxFrame()` bytes**, asked at each cut so that it may follow the
+ *   link's rate. js-libp2p's streams (`AbstractMessageStream` of @libp2p/utils) cut their write
+ *   buffer into pieces of `maxMessageSize` bytes, one muxer frame each, and yamux sets that to
+ *   its whole send window (4–16 MiB here): a 512 KiB relay frame left as one yamux frame, and
+ *   the next node's yamux hands on nothing of a frame before its last byte is in. So each relay
+ *   held every frame for one frame time before it could forward any of it: 21 ms per hop at
+ *   200 Mbit/s. The muxer's own value applies when it is smaller (yamux lowers it to what is
+ *   left of the send window, 0 when none is).
  * - **Other streams first when the connection drains.** The muxer tells its streams in the
  *   order they were opened, and each sends what it holds; a bulk stream with data queued fills
  *   the connection again before a stream behind it in the list gets its turn, every time. A
