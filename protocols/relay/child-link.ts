@@ -2,15 +2,11 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
-import { asBulkSender, bulkFrameFor, BULK_MUXER_FRAME } from '../../src/node/bulk-stream.js'
+import { asBulkSender } from '../../src/node/bulk-stream.js'
 import { dialPeer } from '../../src/node/dial.js'
-import { trace } from '../../src/trace.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
 import { ChildMsg, END_FRAME } from './frames.js'
-
-/** How long the credit is summed for one rate sample (muxer frame sizing). */
-const RATE_SAMPLE_MS = 200
 
 export class ChildStalledError extends Error {
   override name = 'ChildStalledError'
@@ -33,10 +29,6 @@ export interface ChildTarget {
 export class ChildLink {
   private inflight = 0
   private window = 0
-  /** the muxer frame size for this edge, from the rate at which the child grants credit */
-  muxerFrame = BULK_MUXER_FRAME
-  private credited = 0
-  private creditedSince = performance.now()
   private creditWaiter?: () => void
   private doneResult?: { ok: boolean, error?: string }
   private doneWaiter?: () => void
@@ -55,6 +47,8 @@ export class ChildLink {
       conn = await dialPeer(node, peerIdFromString(child.peer), signal)
     }
     const stream = await conn.newStream(RELAY_PROTOCOL, { signal, runOnLimitedConnection: true })
+    // the child forwards each muxer frame as soon as it is in; control streams keep their turn
+    asBulkSender(stream)
     const fs = new FramedStream(stream, { maxFrameBytes: 1 << 20 })
     try {
       await writeJson(fs, { type: 'hello', session, classId }, signal)
@@ -62,9 +56,6 @@ export class ChildLink {
       if (reply.type === 'refuse') throw new RelayRefusedError(`${child.peer} refused the relay stream: ${reply.error}`)
       if (reply.type !== 'accept') throw new ProtocolError(`expected accept, got ${reply.type}`)
       const link = new ChildLink(child.peer, fs, stallTimeoutMs)
-      // the child forwards each muxer frame as soon as it is in (frames sized to the link's
-      // rate, measured by credit); control streams keep their turn
-      asBulkSender(stream, () => link.muxerFrame)
       link.window = Math.max(reply.window, MAX_FRAME_BYTES + 64)
       void link.readLoop()
       return link
@@ -81,7 +72,6 @@ export class ChildLink {
         if (m == null) break
         if (m.type === 'credit') {
           this.inflight = Math.max(0, this.inflight - m.bytes)
-          this.measureRate(m.bytes)
           this.wakeCredit()
         } else if (m.type === 'done') {
           this.doneResult = { ok: m.ok, error: m.error }
@@ -94,19 +84,6 @@ export class ChildLink {
     } catch (err) {
       this.fail(err as Error)
     }
-  }
-
-  /** Credit granted per RATE_SAMPLE_MS is the edge's rate (link or child, whichever is slower). */
-  private measureRate (bytes: number): void {
-    this.credited += bytes
-    const now = performance.now()
-    const elapsed = now - this.creditedSince
-    if (elapsed < RATE_SAMPLE_MS) return
-    const frame = bulkFrameFor(this.credited / (elapsed / 1000))
-    if (frame !== this.muxerFrame) trace(`relay: muxer frame ${frame} bytes to ${this.peer.slice(-6)} (${(this.credited / elapsed / 1000).toFixed(1)} MB/s credited)`)
-    this.muxerFrame = frame
-    this.credited = 0
-    this.creditedSince = now
   }
 
   private wakeCredit (): void {

@@ -1,37 +1,22 @@
 import type { Stream } from '@libp2p/interface'
 
 /**
- * Relay streams' smallest muxer frames: half a 512 KiB relay frame, with room for the frame's own
- * prefix and header, so a DATA frame leaves as two muxer frames. One takes 10.5 ms at 200 Mbit/s,
+ * Relay streams' muxer frames: half a 512 KiB relay frame, with room for the frame's own prefix
+ * and header, so a DATA frame leaves as two muxer frames. One takes 10.5 ms at 200 Mbit/s,
  * against 21 ms for a whole relay frame (docs/PERFORMANCE.md, "Muxer frames").
  */
 export const BULK_MUXER_FRAME = 256 * 1024 + 64
 
-/** How long one muxer frame may take on the link: a relay forwards nothing of it before its end. */
-export const BULK_FRAME_MS = 10
-
-/**
- * The muxer frame size for a link that moves `bytesPerSecond`: what it carries in
- * BULK_FRAME_MS, at least BULK_MUXER_FRAME. Each muxer frame costs a send through Noise and the
- * socket, and a fast link gains nothing from small ones (a whole 512 KiB relay frame takes 3.5 ms
- * at 150 MB/s), so a fast link gets large frames.
- */
-export function bulkFrameFor (bytesPerSecond: number): number {
-  if (!(bytesPerSecond > 0)) return BULK_MUXER_FRAME
-  return Math.max(BULK_MUXER_FRAME, Math.round(bytesPerSecond * BULK_FRAME_MS / 1000))
-}
-
 /**
  * Makes `stream` the sending end of a bulk transfer that shares its connection fairly:
  *
- * - **Muxer frames of at most `maxFrame()` bytes**, asked at each cut so that it may follow the
- *   link's rate. js-libp2p's streams (`AbstractMessageStream` of @libp2p/utils) cut their write
- *   buffer into pieces of `maxMessageSize` bytes, one muxer frame each, and yamux sets that to
- *   its whole send window (4–16 MiB here): a 512 KiB relay frame left as one yamux frame, and
- *   the next node's yamux hands on nothing of a frame before its last byte is in. So each relay
- *   held every frame for one frame time before it could forward any of it: 21 ms per hop at
- *   200 Mbit/s. The muxer's own value applies when it is smaller (yamux lowers it to what is
- *   left of the send window, 0 when none is).
+ * - **Muxer frames of at most `maxFrame` bytes.** js-libp2p's streams (`AbstractMessageStream`
+ *   of @libp2p/utils) cut their write buffer into pieces of `maxMessageSize` bytes, one muxer
+ *   frame each, and yamux sets that to its whole send window (4–16 MiB here): a 512 KiB relay
+ *   frame left as one yamux frame, and the next node's yamux hands on nothing of a frame before
+ *   its last byte is in. So each relay held every frame for one frame time before it could
+ *   forward any of it: 21 ms per hop at 200 Mbit/s. The muxer's own value applies when it is
+ *   smaller (yamux lowers it to what is left of the send window, 0 when none is).
  * - **Other streams first when the connection drains.** The muxer tells its streams in the
  *   order they were opened, and each sends what it holds; a bulk stream with data queued fills
  *   the connection again before a stream behind it in the list gets its turn, every time. A
@@ -39,14 +24,14 @@ export function bulkFrameFor (bytesPerSecond: number): number {
  *   libp2p's connection monitor aborted a busy connection because its ping waited 5 s behind
  *   relay data. Taking the bulk stream's turn one microtask later lets the others go first.
  */
-export function asBulkSender (stream: Stream, maxFrame: () => number = () => BULK_MUXER_FRAME): void {
+export function asBulkSender (stream: Stream, maxFrame = BULK_MUXER_FRAME): void {
   const s = stream as unknown as { maxMessageSize?: number, onMuxerDrain?: () => void }
   // mplex leaves it unset (the whole write buffer at once, cut into 1 MiB messages)
   let muxers = typeof s.maxMessageSize === 'number' ? s.maxMessageSize : Infinity
   Object.defineProperty(s, 'maxMessageSize', {
     configurable: true,
     enumerable: true,
-    get: () => Math.min(muxers, maxFrame()),
+    get: () => Math.min(muxers, maxFrame),
     set: (value: number) => { muxers = value }
   })
   if (typeof s.onMuxerDrain === 'function') {

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { after, describe, test } from 'node:test';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import type { Connection, Libp2p, Stream } from '@libp2p/interface';
-import { asBulkReceiver, asBulkSender, bulkFrameFor, BULK_MUXER_FRAME } from '../../src/node/bulk-stream.js';
+import { asBulkReceiver, asBulkSender, BULK_MUXER_FRAME } from '../../src/node/bulk-stream.js';
 import { createNode, type MuxerName } from '../../src/node/create-node.js';
 
 const BULK = '/gosync-test/bulk/1';
@@ -159,22 +159,6 @@ describe('asBulkSender / asBulkReceiver', { timeout: 60_000 }, () => {
     assert.equal(s.maxMessageSize, 0);
     s.maxMessageSize = 16 * 1024 * 1024;
     assert.equal(s.maxMessageSize, BULK_MUXER_FRAME);
-  });
-
-  test('the frame size follows the link: the floor at 200 Mbit/s, 10 ms of data on a fast link', () => {
-    assert.equal(bulkFrameFor(25e6), BULK_MUXER_FRAME);
-    assert.equal(bulkFrameFor(150e6), 1_500_000);
-    assert.equal(bulkFrameFor(1.25e9), 12_500_000);
-    // no sample yet, or nothing credited in it
-    assert.equal(bulkFrameFor(0), BULK_MUXER_FRAME);
-    assert.equal(bulkFrameFor(NaN), BULK_MUXER_FRAME);
-    // asked at every cut
-    let frame = BULK_MUXER_FRAME;
-    const s = { maxMessageSize: 16 * 1024 * 1024 } as unknown as Stream & { maxMessageSize: number };
-    asBulkSender(s, () => frame);
-    assert.equal(s.maxMessageSize, BULK_MUXER_FRAME);
-    frame = bulkFrameFor(150e6);
-    assert.equal(s.maxMessageSize, 1_500_000);
   });
 
   test('another stream on the connection gets its turn while the bulk stream has data queued', async () => {
