@@ -117,8 +117,9 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     // written while the targets take the manifest, not before: 20k rows cost ~50 ms
     firstSave = hashCache?.save(task.src).catch((err: Error) => { onEvent({ type: 'warning', message: `cannot save the hash cache: ${err.message}` }) })
   } catch (err) {
-    walked.fail(new Error('the source could not read its tree'))
-    for (const p of opened.values()) p.then(link => { link.abort(new Error('the source could not read its tree')) }, () => {})
+    const unreadable = new Error('the source could not read its tree')
+    walked.fail(unreadable)
+    for (const p of opened.values()) p.then(link => { link.abort(unreadable) }, () => {})
     throw new TaskError(`cannot read source ${task.src}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
