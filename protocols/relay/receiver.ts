@@ -167,6 +167,7 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       }).catch(fail)
     }
     const result = await sink.end()
+    trace('relay: own files durable')
     await writeJson(fs, { type: 'done', ok: result.failures.length === 0, error: result.failures[0] }).catch(() => {})
     await fs.closeWrite()
     session.relayFinished(result)

@@ -11,6 +11,7 @@ import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, FILES_HEADER, FILES
 import type { Entry } from '../manifest/types.js'
 import { readSmallFileInto, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 import { LargeFileReader } from '../fs/large-file-reader.js'
+import { trace } from '../trace.js'
 
 const deflate = promisify(deflateRaw)
 
@@ -61,9 +62,11 @@ export interface SendClassOptions {
  */
 export async function sendClass (node: Libp2p, srcRoot: string, entries: readonly Entry[], files: readonly number[], children: ChildTarget[], opts: SendClassOptions): Promise<void> {
   const links = await linksTo(node, children, opts.opened, opts.session, opts.classId, opts.stallMs, opts.onChildFailed)
+  trace(`source: class ${opts.classId}: ${links.length} links ready`)
   const sender = new ClassSender(links, srcRoot, entries, opts)
   await sender.sendFiles(files)
   await sender.flush()
+  trace(`source: class ${opts.classId}: every frame sent`)
   const verdicts = await Promise.all(links.map(async l => ({ peer: l.peer, ...(await l.finish()) })))
   for (const v of verdicts) if (!v.ok) opts.onChildFailed(v.peer, v.error ?? 'failed')
 }
