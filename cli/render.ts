@@ -37,6 +37,7 @@ export function renderReport (r: SyncReport): string {
   const failed = r.targets.filter(t => t.status === 'failed').length
   const unchanged = r.targets.filter(t => t.status === 'unchanged').length
   const ok = r.targets.length - failed - unchanged
+  if (r.unreadable != null) lines.push(`source: ${r.unreadable} entr${r.unreadable === 1 ? 'y' : 'ies'} could not be read (see the warnings): they were not sent, and nothing was deleted`)
   lines.push(`${r.dryRun ? 'dry run: ' : ''}${r.targets.length} targets: ${ok} ok, ${unchanged} unchanged, ${failed} failed; ${r.totals.files} files, ${formatBytes(r.totals.bytes)} received in ${r.totals.seconds.toFixed(1)} s`)
   return lines.join('\n') + '\n'
 }

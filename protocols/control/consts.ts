@@ -7,8 +7,10 @@ export const CONTROL_PROTOCOL = '/gosync/control/1'
  *    take them for a protocol violation, so a version-3 target is refused at `open`.
  * 5: the manifest is streamed: `manifest` has no `entryCount`; `entries` come while the source
  *    still walks its tree, with source heartbeats between, until `manifest-end`.
+ * 6: `manifest-end.incomplete`: the source could not read all of its tree, so the target must
+ *    delete nothing; a version-5 target would ignore it and delete what the source missed.
  */
-export const PROTOCOL_VERSION = 5
+export const PROTOCOL_VERSION = 6
 
 /** One control frame: an entries batch is ~0.5 MiB; a needs list of MAX_ENTRIES indices stays below (≤ 8 bytes each). */
 export const MAX_CONTROL_FRAME = 16 * 1024 * 1024

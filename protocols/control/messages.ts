@@ -66,7 +66,8 @@ export function isEntriesMsg (v: unknown): v is z.infer<typeof EntriesMsg> {
   const m = v as Record<string, unknown>
   return m.type === 'entries' && Array.isArray(m.entries) && m.entries.length <= 100_000 && m.entries.every(isWireEntry)
 }
-export const ManifestEndMsg = z.object({ type: z.literal('manifest-end'), digest: z.string().regex(/^[0-9a-f]{64}$/) })
+/** `incomplete`: the source could not read all of its tree (protocol 6): the target deletes nothing, whatever `open.delete` says */
+export const ManifestEndMsg = z.object({ type: z.literal('manifest-end'), digest: z.string().regex(/^[0-9a-f]{64}$/), incomplete: z.boolean().optional() })
 export const ChildInfo = z.object({ peer: peerId, addrs: z.array(z.string().max(1024)).max(32) })
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/)
 export const PlanMsg = z.object({

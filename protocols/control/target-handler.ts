@@ -7,6 +7,7 @@ import { expectJson, readJson, writeJson } from '../framing/json.js'
 import { ManifestDigester } from '../../src/manifest/digest.js'
 import { ManifestShapeChecker } from '../../src/manifest/validate.js'
 import type { Entry, RootMeta } from '../../src/manifest/types.js'
+import { isWithin } from '../../src/manifest/paths.js'
 import { scanDestination, TargetSession, type LocalScan } from '../../src/sync/target-session.js'
 import { recordFor, scanFingerprint, type ScannedTree, type TreeRecordStore } from '../../src/sync/tree-record.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
@@ -37,31 +38,35 @@ export class ControlRefusal extends Error {
   constructor (readonly code: string, message: string) { super(message) }
 }
 
-const within = (path: string, root: string): boolean => path === root || path.startsWith(root === '/' ? '/' : root + '/')
 
 /**
  * The destination must be absolute and, when roots are configured, lie under one of them
  * both as written and as resolved: the deepest part of it that exists is resolved with
  * realpath, so a symlink (even one a trusted source planted earlier) cannot lead out.
+ * Returns the path as written (normalized) and as resolved: sessions lock the resolved one,
+ * so two spellings of one directory (a planted `alias -> .`) are never written at once.
  */
-async function checkDestination (dst: string, roots: string[]): Promise<string> {
+async function checkDestination (dst: string, roots: string[]): Promise<{ path: string, resolved: string }> {
   if (!isAbsolute(dst)) throw new ControlRefusal('bad-destination', `destination must be an absolute path, got ${JSON.stringify(dst)}`)
   if (dst.includes('\0')) throw new ControlRefusal('bad-destination', 'destination contains NUL')
+  // a lone surrogate becomes U+FFFD on disk: two spellings of one directory
+  if (!dst.isWellFormed()) throw new ControlRefusal('bad-destination', 'destination is not valid Unicode (a lone surrogate)')
   const norm = normalize(dst).replace(/\/+$/, '') || '/'
-  if (roots.length === 0) return norm
   const refuse = (): never => { throw new ControlRefusal('destination-not-allowed', `destination ${norm} is outside the allowed roots: ${roots.join(', ')}`) }
-  if (!roots.some(r => within(norm, r))) refuse()
+  if (roots.length > 0 && !roots.some(r => isWithin(norm, r))) refuse()
   let existing = norm
   let rest = ''
   for (;;) {
     const real = await realpath(existing).catch(() => undefined)
     if (real != null) {
       const resolved = rest === '' ? real : join(real, rest)
-      const realRoots = await Promise.all(roots.map(async r => await realpath(r).catch(() => r)))
-      if (!realRoots.some(r => within(resolved, r))) refuse()
-      return norm
+      if (roots.length > 0) {
+        const realRoots = await Promise.all(roots.map(async r => await realpath(r).catch(() => r)))
+        if (!realRoots.some(r => isWithin(resolved, r))) refuse()
+      }
+      return { path: norm, resolved }
     }
-    if (existing === '/') refuse()
+    if (existing === '/') return roots.length > 0 ? refuse() : { path: norm, resolved: norm }
     rest = rest === '' ? basename(existing) : join(basename(existing), rest)
     existing = dirname(existing)
   }
@@ -114,17 +119,17 @@ async function serveKnownTree (fs: FramedStream, digest: string, open: z.infer<t
  * them while it still walks its tree. Refuses more than `maxEntries` entries or a digest that
  * is not the announced one.
  */
-export async function receiveManifest (fs: FramedStream, root: RootMeta, stepSignal: () => AbortSignal, maxEntries = MAX_ENTRIES): Promise<{ entries: Entry[], digest: string }> {
+export async function receiveManifest (fs: FramedStream, root: RootMeta, stepSignal: () => AbortSignal, maxEntries = MAX_ENTRIES): Promise<{ entries: Entry[], digest: string, incomplete: boolean }> {
   const entries: Entry[] = []
   const digester = new ManifestDigester(root)
   const end = await receiveEntries(fs, entries, new ManifestShapeChecker(), digester, stepSignal, maxEntries)
   const digest = digester.digest()
   if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
-  return { entries, digest }
+  return { entries, digest, incomplete: end.incomplete === true }
 }
 
 /** receiveManifest's loop (a hot loop in a function of its own: docs/ARCHITECTURE.md); returns `manifest-end`. */
-async function receiveEntries (fs: FramedStream, entries: Entry[], shape: ManifestShapeChecker, digester: ManifestDigester, stepSignal: () => AbortSignal, maxEntries: number): Promise<{ digest: string }> {
+async function receiveEntries (fs: FramedStream, entries: Entry[], shape: ManifestShapeChecker, digester: ManifestDigester, stepSignal: () => AbortSignal, maxEntries: number): Promise<{ digest: string, incomplete?: boolean }> {
   for (;;) {
     const m = await expectJson(fs, ManifestPartMsg, stepSignal(), isEntriesMsg)
     if (m.type === 'manifest-end') return m
@@ -160,9 +165,9 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const open = await expectJson(fs, OpenMsg, stepSignal())
     trace('target: open received')
     if (open.version !== PROTOCOL_VERSION) throw new ControlRefusal('version', `protocol version ${open.version} not supported (this daemon speaks ${PROTOCOL_VERSION})`)
-    const dst = await checkDestination(open.dst, opts.allowedRoots)
-    opts.sessions.lockDestination(dst, open.session)
-    locked = { dst, id: open.session }
+    const { path: dst, resolved } = await checkDestination(open.dst, opts.allowedRoots)
+    opts.sessions.lockDestination(resolved, open.session)
+    locked = { dst: resolved, id: open.session }
     // the destination is scanned while the source scans its tree
     const scanStarted = performance.now()
     let localScan = scanDestination(dst, opts.log)
@@ -193,14 +198,15 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     }
     trace('target: manifest starts')
     const root = toRoot(start.root)
-    const { entries, digest } = await receiveManifest(fs, root, stepSignal)
+    const { entries, digest, incomplete } = await receiveManifest(fs, root, stepSignal)
     trace('target: manifest checked')
+    if (incomplete && open.delete) opts.log(`session ${open.session}: the source could not read all of its tree: nothing is deleted in ${dst}`)
     // the source walked its tree for long: what this end's scan saw may have changed since
     if (performance.now() - scanStarted > SCAN_MAX_AGE_MS) {
       localScan = scanDestination(dst, opts.log)
       localScan.catch(() => {})
     }
-    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, stallMs: opts.stallMs, localScan, manifest: { root, entries, digest }, onWarning: opts.log })
+    session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete && !incomplete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, stallMs: opts.stallMs, localScan, manifest: { root, entries, digest }, onWarning: opts.log })
     opts.sessions.add(session)
     const s = session
     session.onChildFailed = (peer, error) => { writeJson(fs, { type: 'child-failed', peer, error: error.slice(0, 4000) }).catch(() => {}) }

@@ -102,7 +102,7 @@ export class TargetLink {
       }
       const whole = await manifest.done()
       this.stopBeating()
-      await writeJson(this.fs, { type: 'manifest-end', digest: whole.digest }, AbortSignal.timeout(this.stallMs))
+      await writeJson(this.fs, { type: 'manifest-end', digest: whole.digest, incomplete: whole.incomplete === true ? true : undefined }, AbortSignal.timeout(this.stallMs))
       return false
     } finally {
       this.stopBeating()

@@ -3,6 +3,9 @@ import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { runSync, TaskError, type SourceOptions, type SyncTask } from '../../src/sync/run-sync.js'
+import { realpath } from 'node:fs/promises'
+import { isAbsolute, normalize, resolve } from 'node:path'
+import { isWithin } from '../../src/manifest/paths.js'
 import { parseTarget } from '../../src/node/targets.js'
 import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
 
@@ -39,7 +42,30 @@ export class TaskRefusedError extends Error {
   constructor (readonly code: string, message: string) { super(message) }
 }
 
-export async function handleTaskStream (node: Libp2p, stream: Stream, connection: Connection, isTrusted: (peer: string) => boolean, source: SourceOptions = {}): Promise<void> {
+/** What a peer's task may read on this host: never the daemon's home, and only under `roots` when some are set. */
+export interface TaskSourcePolicy {
+  /** the daemon's home (its identity key, trust list, address book) */
+  home: string
+  /** the daemon's --allow-root roots; empty = any directory outside the home */
+  roots: string[]
+}
+
+/**
+ * Refuses a task's source directory that the policy does not allow, as resolved (realpath),
+ * so a symlink cannot lead to the home or out of the roots. A trusted peer may write under
+ * the roots; it may not read this host's key and impersonate it to every peer that trusts it.
+ */
+export async function checkTaskSource (src: string, policy: TaskSourcePolicy): Promise<void> {
+  if (!isAbsolute(src)) throw new TaskError('--src must be an absolute path')
+  const resolved = await realpath(src).catch(() => normalize(src))
+  const home = await realpath(policy.home).catch(() => resolve(policy.home))
+  if (isWithin(resolved, home) || isWithin(home, resolved)) throw new TaskError(`source ${src} is, or holds, this daemon's home ${home}: a peer's task may not read it`)
+  if (policy.roots.length === 0) return
+  const roots = await Promise.all(policy.roots.map(async r => await realpath(r).catch(() => r)))
+  if (!roots.some(r => isWithin(resolved, r))) throw new TaskError(`source ${src} is outside this daemon's allowed roots (${policy.roots.join(', ')}): a peer's task may read only there`)
+}
+
+export async function handleTaskStream (node: Libp2p, stream: Stream, connection: Connection, isTrusted: (peer: string) => boolean, policy: TaskSourcePolicy, source: SourceOptions = {}): Promise<void> {
   const fs = new FramedStream(stream, { maxFrameBytes: MAX_TASK_FRAME })
   const remote = connection.remotePeer.toString()
   try {
@@ -48,6 +74,7 @@ export async function handleTaskStream (node: Libp2p, stream: Stream, connection
       return
     }
     const req = await expectJson(fs, Request, AbortSignal.timeout(30_000))
+    await checkTaskSource(req.task.src, policy)
     const report = await runSync(node, req.task, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) }, source)
     await writeJson(fs, { type: 'report', report })
   } catch (err) {

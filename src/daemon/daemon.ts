@@ -72,7 +72,7 @@ export class Daemon {
       await handleRelayStream(node, stream, connection, this.sessions, stallMs)
     }, { maxInboundStreams: RELAY_STREAMS, maxOutboundStreams: RELAY_STREAMS, runOnLimitedConnection: true })
     await node.handle(TASK_PROTOCOL, async (stream, connection) => {
-      await handleTaskStream(node, stream, connection, isTrusted, sourceOpts)
+      await handleTaskStream(node, stream, connection, isTrusted, { home: opts.home, roots: opts.allowedRoots }, sourceOpts)
     }, { runOnLimitedConnection: true })
     this.server = await serveLocalApi(opts.home, async (req, send) => {
       if (req.type === 'status') {

@@ -60,6 +60,7 @@ export async function applyStructure (dst: DestinationRoot, entries: readonly En
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
         if (!lstatSync(abs).isDirectory()) {
           rmSync(abs, { recursive: true, force: true })
+          dst.forget(e.path)
           mkdirSync(abs, { mode: want & 0o777 })
           made = true
         }
@@ -70,6 +71,8 @@ export async function applyStructure (dst: DestinationRoot, entries: readonly En
       dst.markVerified(e.path)
     } else {
       await placeSymlink(abs, e)
+      // whatever was there (a directory checked earlier, say) is gone: nothing may be placed below it
+      dst.forget(e.path)
     }
   }
   for (const i of changes.meta) {

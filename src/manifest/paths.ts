@@ -18,6 +18,9 @@ export class InvalidPathError extends Error {
 export function checkRelativePath (path: string): void {
   if (typeof path !== 'string' || path.length === 0) throw new InvalidPathError(String(path), 'empty')
   if (path.includes('\0')) throw new InvalidPathError(path, 'contains NUL')
+  // a lone surrogate (JSON allows "\ud800") becomes U+FFFD on disk: two such names would be
+  // one file there, and a check made for one would pass for the other
+  if (!path.isWellFormed()) throw new InvalidPathError(path, 'not valid Unicode (a lone surrogate)')
   if (path.startsWith('/')) throw new InvalidPathError(path, 'absolute')
   if (Buffer.byteLength(path, 'utf8') > MAX_PATH_BYTES) throw new InvalidPathError(path, `longer than ${MAX_PATH_BYTES} bytes`)
   for (const seg of path.split('/')) {
@@ -52,7 +55,7 @@ export function comparePaths (a: string, b: string): number {
   return a.length - b.length
 }
 
-/** True when `path` is `dir` or lies below it. */
+/** True when `path` is `dir` or lies below it (relative paths, or absolute ones: '/' holds every absolute path). */
 export function isWithin (path: string, dir: string): boolean {
-  return path === dir || path.startsWith(dir + '/')
+  return path === dir || path.startsWith(dir.endsWith('/') ? dir : dir + '/')
 }

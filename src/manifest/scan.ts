@@ -25,6 +25,11 @@ export interface ScanOptions {
   hashCache?: HashCache | Promise<HashCache | undefined>
   /** called for entries that are skipped (sockets, fifos, devices, unreadable) */
   onWarning?: (message: string) => void
+  /**
+   * called (after onWarning) for each entry that exists but could not be read (a directory
+   * not listed, an lstat, readlink or hash that failed): the tree is then incomplete
+   */
+  onReadError?: () => void
   /** called with the relative path of every temp file met (they are never entries) */
   onTempFile?: (path: string) => void
   signal?: AbortSignal
@@ -109,6 +114,7 @@ async function hashedOnly (root: string, entries: Entry[], opts: ScanOptions): P
 async function walk (root: string, opts: ScanOptions, take?: (batch: Entry[]) => Promise<void>): Promise<Entry[]> {
   let entries: Entry[] = []
   const warn = opts.onWarning ?? (() => {})
+  const readError = (message: string): void => { warn(message); opts.onReadError?.() }
 
   // Synchronous lstat/readdir/readlink: ~4 µs each, against ~30 µs for the thread-pool
   // versions here; the event loop gets a turn every YIELD_EVERY entries.
@@ -120,7 +126,7 @@ async function walk (root: string, opts: ScanOptions, take?: (batch: Entry[]) =>
       // names sort by UTF-16 code units, as comparePaths does within one directory
       open.push({ rel, names: readdirSync(rel === '' ? root : join(root, rel)).sort(), next: 0 })
     } catch (err: any) {
-      warn(`cannot read directory ${rel === '' ? '.' : rel}: ${err.code ?? err.message}`)
+      readError(`cannot read directory ${rel === '' ? '.' : rel}: ${err.code ?? err.message}`)
     }
   }
   list('')
@@ -143,7 +149,7 @@ async function walk (root: string, opts: ScanOptions, take?: (batch: Entry[]) =>
       await new Promise(resolve => setImmediate(resolve))
       opts.signal?.throwIfAborted()
     }
-    const e = statEntry(root, rel === '' ? name : `${rel}/${name}`, warn)
+    const e = statEntry(root, rel === '' ? name : `${rel}/${name}`, warn, readError)
     if (e == null) continue
     entries.push(e)
     // its contents come next: depth first
@@ -153,12 +159,12 @@ async function walk (root: string, opts: ScanOptions, take?: (batch: Entry[]) =>
 }
 
 /** The entry for one path (lstat, never following a symlink), or undefined with a warning. */
-function statEntry (root: string, path: string, warn: (message: string) => void): Entry | undefined {
+function statEntry (root: string, path: string, warn: (message: string) => void, readError: (message: string) => void): Entry | undefined {
   let st: BigIntStats
   try {
     st = lstatSync(join(root, path), { bigint: true })
   } catch (err: any) {
-    if (err.code !== 'ENOENT') warn(`cannot stat ${path}: ${err.code ?? err.message}`)
+    if (err.code !== 'ENOENT') readError(`cannot stat ${path}: ${err.code ?? err.message}`)
     return undefined
   }
   // one literal with every field, in one order: all entries share a hidden class, which
@@ -174,7 +180,7 @@ function statEntry (root: string, path: string, warn: (message: string) => void)
     try {
       return { path, type: 'symlink', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: readlinkSync(join(root, path)), uid, gid, ino }
     } catch (err: any) {
-      warn(`cannot read link ${path}: ${err.code ?? err.message}`)
+      readError(`cannot read link ${path}: ${err.code ?? err.message}`)
       return undefined
     }
   }
@@ -188,7 +194,7 @@ const HASH_CHUNK = 256
 const WORKER_HASH_MIN = 2048
 
 /** Fill in `hash` for the given file entries, using the cache where it knows the file. Returns the entries left for deferred hashing. */
-export async function hashEntries (root: string, files: Entry[], opts: Pick<ScanOptions, 'hashCache' | 'onWarning' | 'signal' | 'hashConcurrency' | 'deferHashMin'>): Promise<Set<Entry>> {
+export async function hashEntries (root: string, files: Entry[], opts: Pick<ScanOptions, 'hashCache' | 'onWarning' | 'onReadError' | 'signal' | 'hashConcurrency' | 'deferHashMin'>): Promise<Set<Entry>> {
   const deferred = new Set<Entry>()
   const cache = await opts.hashCache
   const small: Entry[] = []
@@ -207,6 +213,8 @@ export async function hashEntries (root: string, files: Entry[], opts: Pick<Scan
   const unreadable = (e: Entry, err: NodeJS.ErrnoException): void => {
     opts.signal?.throwIfAborted()
     opts.onWarning?.(`cannot read ${e.path}: ${err.code ?? err.message}`)
+    // (vanished since its lstat: as if the walk had not met it)
+    if (err.code !== 'ENOENT') opts.onReadError?.()
   }
 
   // Small files, read whole with synchronous calls, chunk by chunk; with many of them the

@@ -40,4 +40,9 @@ export interface Manifest {
   entries: Entry[]
   /** hex SHA-256 over the canonical form of root + entries */
   digest: string
+  /**
+   * the source could not read every entry of its tree (they are left out): a target must then
+   * delete nothing, as rsync skips deletion after an I/O error (a source's scan only)
+   */
+  incomplete?: boolean
 }

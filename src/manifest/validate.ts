@@ -54,7 +54,7 @@ export class ManifestShapeChecker {
           if (e.hash != null && !HEX64.test(e.hash)) throw new InvalidManifestError(`bad hash for ${e.path}`)
           break
         case 'symlink':
-          if (typeof e.target !== 'string' || e.target.length === 0 || e.target.length > 4096 || e.target.includes('\0')) {
+          if (typeof e.target !== 'string' || e.target.length === 0 || e.target.length > 4096 || e.target.includes('\0') || !e.target.isWellFormed()) {
             throw new InvalidManifestError(`bad symlink target for ${e.path}`)
           }
           break

@@ -39,6 +39,11 @@ export interface SyncReport {
   switched?: boolean
   /** manifest digest of the source tree */
   digest?: string
+  /**
+   * entries of the source's tree that exist but could not be read (left out; warnings name
+   * them): the task is not ok, and no target deleted anything
+   */
+  unreadable?: number
   targets: TargetReport[]
   totals: { files: number, bytes: number, seconds: number }
 }

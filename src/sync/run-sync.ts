@@ -93,6 +93,8 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   for (const p of opened.values()) p.catch(() => {})
 
   let manifest: Manifest
+  /** entries of the source's tree that exist but could not be read */
+  let unreadable = 0
   let hashCache: FileHashCache | undefined
   let firstSave: Promise<void> | undefined
   // The manifest goes to each target of the first round while the tree is walked (a target
@@ -108,9 +110,14 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
       hashCache: cacheLoad,
       deferHashMin: DEFER_HASH_MIN,
       onWarning: (message) => { onEvent({ type: 'warning', message }) },
+      onReadError: () => { unreadable++ },
       onRoot: (root) => { walked.setRoot(root) },
       onEntries: (entries) => { walked.push(entries) }
     })
+    if (unreadable > 0) {
+      manifest.incomplete = true
+      if (task.delete) onEvent({ type: 'warning', message: `${unreadable} entr${unreadable === 1 ? 'y' : 'ies'} of the source could not be read: the targets delete nothing this time (as rsync does after an I/O error)` })
+    }
     walked.end(manifest)
     hashCache = await cacheLoad
     trace('source: scanned')
@@ -189,7 +196,9 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
 
   const reports = targets.map(t => t.report)
   return {
-    ok: reports.every(r => r.status !== 'failed'),
+    // a partial tree is not a success, even where every target took what could be read
+    ok: reports.every(r => r.status !== 'failed') && unreadable === 0,
+    unreadable: unreadable > 0 ? unreadable : undefined,
     session: firstSession,
     source: self,
     src: task.src,

@@ -1,3 +1,4 @@
+import { isWithin } from '../manifest/paths.js'
 import type { TargetSession } from './target-session.js'
 
 export class DestinationBusyError extends Error {
@@ -12,9 +13,10 @@ export class SessionRegistry {
   private readonly byId = new Map<string, TargetSession>()
   private readonly busy = new Map<string, string>()
 
+  /** `dst` as resolved (realpath of its deepest existing part): one directory has one key */
   lockDestination (dst: string, session: string): void {
     for (const [d, s] of this.busy) {
-      if (d === dst || dst.startsWith(d + '/') || d.startsWith(dst + '/')) {
+      if (isWithin(dst, d) || isWithin(d, dst)) {
         throw new DestinationBusyError(`destination ${dst} is in use by session ${s}; try again when it ends`)
       }
     }
@@ -24,9 +26,9 @@ export class SessionRegistry {
   add (s: TargetSession): void { this.byId.set(s.id, s) }
   get (id: string): TargetSession | undefined { return this.byId.get(id) }
 
+  /** (the destination stays locked until unlock(): its key is the resolved path, which only the handler knows) */
   remove (s: TargetSession): void {
     this.byId.delete(s.id)
-    if (this.busy.get(s.init.dst) === s.id) this.busy.delete(s.init.dst)
   }
 
   unlock (dst: string, session: string): void {

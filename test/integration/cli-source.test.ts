@@ -94,6 +94,47 @@ describe('the CLI as the source', () => {
     assert.equal(r.code, 3, fmt(r));
   });
 
+  test('a source that cannot read part of its tree deletes nothing, says so and exits 1', { timeout: 300_000 }, async (t) => {
+    // root reads everything: the CLI runs as `nobody`, with a directory it may not list
+    if (process.getuid?.() !== 0) return t.skip('needs root to run the CLI as another user');
+    const asNobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+    const probe = await lab.runCli(['--version'], { wrap: asNobody, timeoutMs: 30_000 });
+    if (probe.code !== 0) return t.skip(`cannot run the CLI as nobody: ${fmt(probe)}`);
+    const base = await fsp.mkdtemp('/tmp/gosync-nobody-');
+    try {
+      await fsp.chmod(base, 0o755);
+      const home = path.join(base, 'home');
+      const src = path.join(base, 'src');
+      await writeTree(src, { 'a.txt': 'new a\n', 'keep/k.txt': 'k\n', 'secret/s.txt': 'new s\n' });
+      await fsp.mkdir(home, { mode: 0o700 });
+      for (const p of [home, src, path.join(src, 'a.txt'), path.join(src, 'keep'), path.join(src, 'keep/k.txt'), path.join(src, 'secret'), path.join(src, 'secret/s.txt')]) await fsp.chown(p, 65534, 65534);
+      const idRun = await lab.runCli(['id'], { home, wrap: asNobody, timeoutMs: 60_000 });
+      assert.equal(idRun.code, 0, fmt(idRun));
+      const d = await lab.startDaemon({ name: 'partial', trust: [idRun.stdout.split('\n')[0]!.trim()] });
+      // the target holds extras (one of them where the source cannot read) and an old file
+      await writeTree(lab.hostPath(d.name, 'dst'), { 'a.txt': 'old a\n', 'extra.txt': 'extra\n', 'secret/s.txt': 'old s\n', 'secret/old.txt': 'old\n' });
+      await fsp.chmod(path.join(src, 'secret'), 0o000);
+      const r = await lab.syncJson(['-t', d.addr, '--src', src, '--dst', lab.common('dst'), '-d'], { home, wrap: asNobody });
+      assert.equal(r.code, 1, `exit 1: the task ran and is not ok\n${ctx(r)}`);
+      assert.equal(r.report.ok, false, ctx(r));
+      assert.equal(r.report.unreadable, 1, ctx(r));
+      const got = lab.hostPath(d.name, 'dst');
+      assert.equal(await fsp.readFile(path.join(got, 'a.txt'), 'utf8'), 'new a\n', 'what could be read was sent');
+      assert.equal(await fsp.readFile(path.join(got, 'keep/k.txt'), 'utf8'), 'k\n');
+      for (const kept of ['extra.txt', 'secret/s.txt', 'secret/old.txt']) {
+        assert.equal(await exists(path.join(got, kept)), true, `${kept} was deleted although the source could not read all of its tree\n${ctx(r)}`);
+      }
+      // readable again: the same sync deletes the extras and matches the source exactly
+      await fsp.chmod(path.join(src, 'secret'), 0o755);
+      const r2 = await lab.syncJson(['-t', d.addr, '--src', src, '--dst', lab.common('dst'), '-d'], { home, wrap: asNobody });
+      assert.equal(r2.code, 0, ctx(r2));
+      assert.equal(r2.report.unreadable, undefined, ctx(r2));
+      assert.equal(await rsyncOracle(src, got), '', 'oracle after the complete sync');
+    } finally {
+      await fsp.rm(base, { recursive: true, force: true });
+    }
+  });
+
   describe('usage errors exit 2', () => {
     const addr = () => targets[0]!.addr;
     const cases: Array<[string, () => string[]]> = [

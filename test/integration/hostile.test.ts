@@ -17,7 +17,7 @@ import type { Libp2p, Stream } from '@libp2p/interface';
 import { multiaddr } from '@multiformats/multiaddr';
 import * as varint from 'uint8-varint';
 import { z } from 'zod/v3';
-import { CONTROL_PROTOCOL, MAX_CONTROL_FRAME, SCAN_MAX_AGE_MS } from '../../protocols/control/consts.js';
+import { CONTROL_PROTOCOL, MAX_CONTROL_FRAME, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from '../../protocols/control/consts.js';
 import { toEntry, toRoot, type WireEntry } from '../../protocols/control/messages.js';
 import { FramedStream } from '../../protocols/framing/framed-stream.js';
 import { readJson, writeJson } from '../../protocols/framing/json.js';
@@ -66,7 +66,7 @@ const digestOf = (entries: WireEntry[], root = ROOT) => manifestDigest(toRoot(ro
 
 const openMsg = (dst: string, extra: Record<string, unknown> = {}) => ({
   type: 'open',
-  version: 5,
+  version: PROTOCOL_VERSION,
   session: newSession(),
   dst,
   delete: false,
@@ -685,6 +685,14 @@ describe('hostile input', () => {
       { what: 'file without size', entries: [{ path: 'f', type: 'file', mode: 0o644, mtime: T0, nsec: 0, hash: sha256('') }], re: /bad size/ },
       { what: 'file with a bad hash', entries: [{ ...wfile('f', 'x\n'), hash: 'zz' }], re: /bad hash/ },
       { what: 'mode out of range', entries: [{ ...wdir('a'), mode: 0o17777 }], re: /bad mode/ },
+      // two lone surrogates are one name on disk (U+FFFD): a directory checked as one, replaced by a
+      // symlink to the sentinel as the other, and a file written through it
+      {
+        what: 'lone surrogates: a dir and a symlink that are one name on disk',
+        entries: [wdir('a\ud800'), wfile('a\ud800/target.txt', 'pwned\n'), wlink('a\ud801', lab.common('sentinel'))],
+        re: /not valid Unicode/,
+      },
+      { what: 'a lone surrogate in a symlink target', entries: [wlink('l', 'x\udc00')], re: /bad symlink target/ },
       { what: 'nsec out of range', entries: [{ ...wdir('a'), nsec: 1_000_000_000 }], re: /bad mtime/ },
     ];
     for (const [i, c] of cases.entries()) {
@@ -776,6 +784,44 @@ describe('hostile input', () => {
     assert.deepEqual(changed, [], 'the directory outside the allowed root changed');
   });
 
+  test('5d. --allow-root: two spellings of one directory are one lock (no escape through a planted alias)', { timeout: 120_000 }, async (t) => {
+    const why = skipReason();
+    if (why) return t.skip(why);
+    const outside = await snapshotTree(lab.hostPath('fenced', 'outside'));
+    // plant allowed/q/alias -> allowed (legitimate on its own: a link inside the root, to the root)
+    {
+      const { stream, fs } = await sessionToReady(fenced, lab.common('allowed', 'q'), [wlink('alias', lab.common('allowed'))], () => null, 'plant alias');
+      const r = await expectResult(fs, 'plant alias');
+      assert.equal(r.status, 'ok', JSON.stringify(r));
+      drop(stream);
+    }
+    // session A holds allowed/x/y (not there yet) and waits for its manifest
+    const a = await dial(fenced, CONTROL_PROTOCOL);
+    try {
+      const openA = openMsg(lab.common('allowed', 'x', 'y'));
+      await writeJson(a.fs, splitOpen(openA)[0]);
+      await new Promise((r) => setTimeout(r, 300));
+      // session B names allowed/q/alias: the same directory as allowed, which holds A's destination.
+      // Accepted, it could make allowed/x/y a symlink to `outside`, and A would then write there.
+      const entries = [wdir('x'), wlink('x/y', lab.common('outside'))];
+      const b = await dial(fenced, CONTROL_PROTOCOL);
+      try {
+        await writeOpen(b.fs, openMsg(lab.common('allowed', 'q', 'alias')));
+        await writeJson(b.fs, { type: 'entries', entries });
+        await writeJson(b.fs, { type: 'manifest-end', digest: digestOf(entries) });
+        const m = await expectError(b.fs, 'busy', /in use by session/, 'the alias of a locked destination\'s parent');
+        t.diagnostic(`alias: ${m.message}`);
+      } finally {
+        drop(b.stream);
+      }
+    } finally {
+      drop(a.stream);
+    }
+    assert.equal(await exists(lab.hostPath('fenced', 'allowed', 'x', 'y')), false, 'allowed/x/y was created');
+    assert.deepEqual(diffSnapshots(outside, await snapshotTree(lab.hostPath('fenced', 'outside')), 'exact'), []);
+    assertAlive(fenced);
+  });
+
   test('6. an untrusted attacker is refused with `untrusted` before anything is read', { timeout: 120_000 }, async (t) => {
     const why = skipReason();
     if (why) return t.skip(why);
@@ -815,6 +861,44 @@ describe('hostile input', () => {
     }
     assert.equal(await exists(lab.hostPath('stranger', 'dst-untrusted')), false, 'the untrusted manifest created its destination');
     assertAlive(stranger);
+  });
+
+  test('6b. a trusted peer\'s task may not read the daemon\'s home, nor outside --allow-root', { timeout: 120_000 }, async (t) => {
+    const why = skipReason();
+    if (why) return t.skip(why);
+    // a link to the victim's home, inside a directory it may otherwise read
+    await fsp.symlink(lab.home('victim'), lab.hostPath('victim', 'homelink'));
+    victimAllowedTop.add('homelink');
+    /** The task's first answer: an `error`, or (accepted) events until the report. */
+    const task = async (d: Daemon, src: string): Promise<Msg> => {
+      const { stream, fs } = await dial(d, TASK_PROTOCOL);
+      try {
+        await writeJson(fs, { type: 'task', task: { src, dst: '/tmp/never', targets: [attackerId], delete: false, compress: false, dryRun: true } });
+        for (;;) {
+          const o = await next(fs);
+          assert.ok(o.kind === 'message', `task ${src}: ${show(o)}`);
+          if (o.msg.type !== 'event') return o.msg;
+        }
+      } finally {
+        drop(stream);
+      }
+    };
+    for (const [what, d, src, re] of [
+      ['the home itself', victim, lab.home('victim'), /daemon's home/],
+      ['a directory holding the home', victim, path.dirname(lab.home('victim')), /daemon's home/],
+      ['a symlink to the home', victim, lab.common('homelink'), /daemon's home/],
+      ['outside --allow-root', fenced, lab.common('outside'), /outside this daemon's allowed roots/],
+    ] as const) {
+      const m = await task(d, src);
+      assert.equal(m.type, 'error', `${what}: ${JSON.stringify(m)}`);
+      assert.equal(m.code, 'task', `${what}: ${JSON.stringify(m)}`);
+      assert.match(String(m.message), re, what);
+      t.diagnostic(`${what}: ${m.message}`);
+    }
+    // under the allowed root the task runs (its one target, the attacker, is no daemon: it fails)
+    const ok = await task(fenced, lab.common('allowed'));
+    assert.equal(ok.type, 'report', JSON.stringify(ok));
+    assertAlive(victim, fenced);
   });
 
   test('7. relay streams: unknown session, wrong parent, wrong class, second stream → refuse', { timeout: 120_000 }, async (t) => {

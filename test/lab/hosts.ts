@@ -83,6 +83,8 @@ export interface SyncReport {
   source: string;
   src: string;
   dst: string;
+  /** entries of the source's tree that could not be read (none: absent) */
+  unreadable?: number;
   targets: TargetReport[];
   totals: { files: number; bytes: number; seconds: number };
 }

@@ -16,7 +16,7 @@ function asciiPathOf (n: number): string {
 }
 
 describe('checkRelativePath', () => {
-  for (const ok of ['a', 'a/b', 'a b/c d', '.hidden', '..foo', 'foo..', 'a/...', 'a/.b/c', 'é/ü/日本', 'a\\b', '-']) {
+  for (const ok of ['a', 'a/b', 'a b/c d', '.hidden', '..foo', 'foo..', 'a/...', 'a/.b/c', 'é/ü/日本', 'a\\b', '-', 'emoji \ud83d\ude00/ok']) {
     test(`accepts ${JSON.stringify(ok)}`, () => {
       assert.doesNotThrow(() => checkRelativePath(ok))
     })
@@ -35,7 +35,11 @@ describe('checkRelativePath', () => {
     ['empty segment', 'a//b', /empty segment/],
     ['trailing slash', 'a/', /empty segment/],
     ['NUL', 'a\0b', /NUL/],
-    ['NUL alone', '\0', /NUL/]
+    ['NUL alone', '\0', /NUL/],
+    // one name on disk (U+FFFD) for many strings
+    ['a lone high surrogate', 'a\ud800', /lone surrogate/],
+    ['a lone low surrogate', 'd/\udc00x', /lone surrogate/],
+    ['surrogates in the wrong order', '\ude00\ud83d', /lone surrogate/]
   ]
   for (const [name, p, reason] of bad) {
     test(`rejects ${name}`, () => {
