@@ -15,6 +15,7 @@ import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.j
 import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { SourceInbox } from './source-inbox.js'
 import { dropChildLinks, openChildLinksEarly } from '../relay/early-links.js'
+import { MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../relay/consts.js'
 import { isEntriesMsg, ManifestOrHeartbeatMsg, ManifestPartMsg, OpenMsg, PlanMsg, toEntry, toRoot, type ManifestMsg, type ManifestKnownMsg } from './messages.js'
 import type { z } from 'zod/v3'
 
@@ -222,6 +223,8 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     }
     if (plan.relay != null && (open.dryRun || session.wanted.length === 0)) throw new ControlRefusal('bad-plan', 'relay assigned to a target that needs no data')
     if (plan.relay == null && session.wanted.length > 0 && !open.dryRun) throw new ControlRefusal('bad-plan', 'no relay assigned but files are needed')
+    // frameBytes bounds what a compressed frame may inflate to, here and on every node below
+    if (plan.relay != null && (plan.relay.frameBytes < MIN_FRAME_BYTES || plan.relay.frameBytes > MAX_FRAME_BYTES)) throw new ControlRefusal('bad-plan', `frameBytes ${plan.relay.frameBytes} is outside ${MIN_FRAME_BYTES}..${MAX_FRAME_BYTES}`)
     session.setRelay(plan.relay)
     openChildLinksEarly(opts.node, session, opts.stallMs)
     // from here on one reader takes what the source sends: deferred hashes, the switch
@@ -244,12 +247,13 @@ export async function handleControlStream (stream: Stream, connection: Connectio
           : { ...outcome, status: 'failed', error: `staged and verified, not switched: ${verdict.reason ?? 'the source called the switch off'}` }
       }
     }
-    clearInterval(heartbeat)
     let receipt: Receipt | undefined
     if (outcome.status !== 'failed' && !open.dryRun && opts.sign != null) receipt = await signReceipt(opts.sign, { session: open.session, dst: open.dst, digest: session.receiptDigest() })
     // the destination is free before the source hears the result: it may start the next
     // session (a re-attach after a cut) at once, but not before this one's writes have stopped
+    // (which may wait for this node's relay children to confirm: heartbeats go on meanwhile)
     await session.receiverStopped()
+    clearInterval(heartbeat)
     opts.sessions.remove(session)
     opts.sessions.unlock(locked.dst, locked.id)
     released = true

@@ -112,6 +112,9 @@ export function decodeFilesFrame (chunks: readonly Uint8Array[]): WholeFile[] {
   return files
 }
 
+/** Bytes of a SKIP frame's reason that a receiver keeps (gosync sends at most 1000 characters). */
+export const SKIP_REASON_MAX_BYTES = 4096
+
 export function decodeFrame (b: Uint8Array): DataFrame {
   if (b.byteLength < 1) throw new BadFrameError('empty frame')
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength)
@@ -124,7 +127,8 @@ export function decodeFrame (b: Uint8Array): DataFrame {
       return { kind: b[0], data: b.subarray(1) }
     case FrameKind.Skip:
       if (b.byteLength < 5) throw new BadFrameError('SKIP frame too short')
-      return { kind: FrameKind.Skip, index: v.getUint32(1), reason: new TextDecoder().decode(b.subarray(5)) }
+      // the reason is for a report line: a parent cannot make this node keep megabytes of it
+      return { kind: FrameKind.Skip, index: v.getUint32(1), reason: new TextDecoder().decode(b.subarray(5, 5 + SKIP_REASON_MAX_BYTES)) }
     case FrameKind.End:
       return { kind: FrameKind.End }
     case FrameKind.Files:

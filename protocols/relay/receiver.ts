@@ -8,7 +8,7 @@ import type { TargetSession } from '../../src/sync/target-session.js'
 import type { ChildLink } from './child-link.js'
 import { takeChildLinks } from './early-links.js'
 import { trace } from '../../src/trace.js'
-import { WINDOW_BYTES } from './consts.js'
+import { MAX_FRAME_BYTES, WINDOW_BYTES } from './consts.js'
 import { BadFrameError, decodeFilesFrame, decodeFrame, FrameKind, type DataFrame } from './frames.js'
 
 /** Credit is returned at least every this many bytes (well below the window). */
@@ -53,25 +53,29 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     if (!r.ok) session.onChildFailed?.(l.peer, r.error ?? 'failed')
   }))
   trace('relay: stream accepted')
+  // Local writes and forwarding run as two ordered chains, so reading the next frame
+  // overlaps both; the parent's credit window bounds how far they can fall behind.
+  let localChain: Promise<void> = Promise.resolve()
+  let failure: Error | undefined
+  const fail = (err: Error): void => {
+    if (failure == null) { failure = err; fs.abort(err) }
+  }
   try {
     links = await childrenReady
     trace(`relay: ${links.length} children ready`)
-    // Local writes and forwarding run as two ordered chains, so reading the next frame
-    // overlaps both; the parent's credit window bounds how far they can fall behind.
-    let localChain: Promise<void> = Promise.resolve()
     let forwardChain: Promise<void> = Promise.resolve()
-    let failure: Error | undefined
-    const fail = (err: Error): void => {
-      if (failure == null) { failure = err; fs.abort(err) }
-    }
     // returns once the frame is handed to the sink (order kept); `done` settles when it is on disk
     const applyLocal = async (f: DataFrame, payload: Uint8Array[]): Promise<{ done: Promise<void> }> => {
+      // frames queued before a failure are not stored: the sink is being aborted
+      if (failure != null) return { done: Promise.resolve() }
       switch (f.kind) {
         case FrameKind.Begin: await sink.begin(f.index, f.offset); return { done: Promise.resolve() }
         case FrameKind.Data: return { done: sink.data(payload) }
         // compressed: wait for the write before taking the next frame, since credit counts
         // compressed bytes and a window of tiny frames could otherwise inflate without bound
-        case FrameKind.DataZ: await sink.data(await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })); return { done: Promise.resolve() }
+        case FrameKind.DataZ:
+          if (!session.init.compress) throw new BadFrameError('a compressed DATA frame in a session without compression')
+          await sink.data(await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })); return { done: Promise.resolve() }
         case FrameKind.Skip: await sink.skip(f.index, f.reason); return { done: Promise.resolve() }
         // whole small files are stored once held in memory, as after BEGIN + DATA
         case FrameKind.Files: await sink.wholeFiles(f.files); return { done: Promise.resolve() }
@@ -109,12 +113,15 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     // credit is coalesced: at once per CREDIT_BATCH bytes, else within CREDIT_DELAY_MS (each
     // message costs a muxer frame and a socket write; the window is much larger than the batch)
     let owed = 0
+    /** frame bytes taken and not yet credited to the parent: an honest parent keeps them within the window */
+    let uncredited = 0
     let creditScheduled = false
     const sendCredit = (): void => {
       creditScheduled = false
       if (owed === 0) return
       const bytes = owed
       owed = 0
+      uncredited -= bytes
       writeJson(fs, { type: 'credit', bytes }).catch(() => {})
     }
     const credit = (n: number): void => {
@@ -143,11 +150,15 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
         : kind === FrameKind.Files ? { kind, files: decodeFilesFrame([...frame]) } : decodeFrame(frame.subarray())
       const payload = f.kind === FrameKind.Data || f.kind === FrameKind.DataZ ? [...frame.sublist(1)] : []
       const frameBytes = frame.byteLength
+      // a parent that ignores the credit it was given would fill this node's memory
+      uncredited += frameBytes
+      if (uncredited > WINDOW_BYTES + MAX_FRAME_BYTES + 64) throw new BadFrameError(`the parent sent ${uncredited} bytes beyond the credit it was given (window ${WINDOW_BYTES})`)
       if (f.kind === FrameKind.End) {
         // END goes to the children (ChildLink.finish, which then waits for their verdict) as soon
         // as they have every frame, not after this node's own files are durable: a chain would
         // otherwise add each node's last fsync and rename to the time of every node below it
         trace('relay: END received')
+        session.endReceived()
         await forwardChain
         if (failure != null) throw failure
         childrenFinished ??= finishChildren()
@@ -172,8 +183,11 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     await fs.closeWrite()
     session.relayFinished(result)
   } catch (err) {
+    failure ??= err as Error
     // files whose data is in but whose deferred hash is not: they cannot finish now
     session.endHashes(err as Error)
+    // frames handed on before the failure finish (later ones are skipped) before the sink ends
+    await localChain.catch(() => {})
     await sink.abort()
     session.received = sink.bytesReceived
     const e = err as Error

@@ -26,8 +26,14 @@ export class SequenceError extends Error {
 export interface SinkResult {
   files: number
   bytes: number
+  /** the first FAILURES_KEPT failures' messages */
   failures: string[]
+  /** failures after those, counted only */
+  moreFailures: number
 }
+
+/** Failure messages a sink keeps (a report shows three): a parent that SKIPs every file cannot fill memory with them. */
+const FAILURES_KEPT = 16
 
 /** The SHA-256 a file must have: the manifest's, or (deferred) the one the source sends (a promise while it has not come). */
 export type ExpectedHash = (index: number, entry: Entry) => string | undefined | Promise<string | undefined>
@@ -67,7 +73,7 @@ export class FileSink {
   /** begin() and wholeFiles() calls waiting for held small-file bytes to drop below SMALL_HELD_MAX */
   private heldWaiters: Array<() => void> = []
   private readonly batch = new SmallFileBatch({ onSettled: (entry, err) => { this.smallSettled(entry, err) } })
-  private readonly result: SinkResult = { files: 0, bytes: 0, failures: [] }
+  private readonly result: SinkResult = { files: 0, bytes: 0, failures: [], moreFailures: 0 }
 
   private readonly place: FilePlacer
 
@@ -188,7 +194,7 @@ export class FileSink {
       if (this.files[this.next] !== index) throw this.violation(`unexpected SKIP of file index ${index}`)
       this.next++
     }
-    this.result.failures.push(`${this.entries[index].path}: not sent by the source (${reason})`)
+    this.failure(`${this.entries[index].path}: not sent by the source (${reason})`)
   }
 
   /** END frame: every expected file must have been accounted for; waits for every commit. */
@@ -295,6 +301,11 @@ export class FileSink {
   }
 
   private fail (e: Entry, err: Error): void {
-    this.result.failures.push(err.message.startsWith(`${e.path}: `) ? err.message : `${e.path}: ${err.message}`)
+    this.failure(err.message.startsWith(`${e.path}: `) ? err.message : `${e.path}: ${err.message}`)
+  }
+
+  private failure (message: string): void {
+    if (this.result.failures.length < FAILURES_KEPT) this.result.failures.push(message)
+    else this.result.moreFailures++
   }
 }

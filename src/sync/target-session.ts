@@ -110,6 +110,10 @@ export class TargetSession {
 
   touch (): void { this.lastActivity = performance.now() }
 
+  /** the parent sent END: what is left is this node's own commits, which no parent silence can stall */
+  private endTaken = false
+  endReceived (): void { this.endTaken = true }
+
   constructor (readonly init: TargetSessionInit) {
     this.dst = new DestinationRoot(init.dst)
   }
@@ -174,7 +178,7 @@ export class TargetSession {
       }
     }
     if (!this.init.dryRun) {
-      this.staleToRemove = stale.map(p => join(this.init.dst, p)).filter(abs => !keep.has(abs))
+      this.staleToRemove = stale.filter(p => !keep.has(join(this.init.dst, p)))
       // --atomic: the tree stays untouched (directory mtimes too) until the switch
       if (!this.atomic) await this.removeStale()
     } else {
@@ -274,9 +278,14 @@ export class TargetSession {
     this.hashWaiters.clear()
   }
 
+  /** temp files the scan saw, relative: removed through checked directories only */
   private staleToRemove: string[] = []
   private async removeStale (): Promise<void> {
-    for (const abs of this.staleToRemove) await rm(abs, { force: true, recursive: true }).catch(() => {})
+    for (const rel of this.staleToRemove) {
+      // the structure was applied since the scan: a directory of the path may be a symlink now
+      const abs = await this.dst.resolve(rel).catch(() => undefined)
+      if (abs != null) await rm(abs, { force: true, recursive: true }).catch(() => {})
+    }
     this.staleToRemove = []
   }
 
@@ -437,9 +446,10 @@ export class TargetSession {
     let files = 0
     let bytes = 0
     const failures: string[] = []
+    let moreFailures = 0
     if (this.relayDone != null) {
       const timer = setInterval(() => {
-        if (performance.now() - this.lastActivity > stallMs) {
+        if (!this.endTaken && performance.now() - this.lastActivity > stallMs) {
           this.relayFailed(new Error(this.relayClaimed ? `no data from parent ${this.relay!.parent} for ${stallMs} ms` : `parent ${this.relay!.parent} did not connect within ${stallMs} ms`))
         }
       }, Math.min(1000, stallMs / 4))
@@ -448,6 +458,7 @@ export class TargetSession {
         files = r.files
         bytes = r.bytes
         failures.push(...r.failures)
+        moreFailures = r.moreFailures
       } catch (err) {
         failures.push((err as Error).message)
         // make sure nothing is still being written while directories are finalized
@@ -469,7 +480,7 @@ export class TargetSession {
     }
     const noop = isNoop(c) && dirsChanged === 0
     if (failures.length > 0) {
-      const more = failures.length > 3 ? ` (and ${failures.length - 3} more)` : ''
+      const more = failures.length + moreFailures > 3 ? ` (and ${failures.length + moreFailures - 3} more)` : ''
       return { status: 'failed', error: failures.slice(0, 3).join('; ') + more, files, bytes, changes: this.counts, received: this.received, resumed: this.resumed }
     }
     return { status: noop ? 'unchanged' : 'ok', files, bytes, changes: this.counts, received: this.received, resumed: this.resumed }

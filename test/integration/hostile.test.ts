@@ -1033,6 +1033,7 @@ describe('hostile input', () => {
     const why = skipReason();
     if (why) return t.skip(why);
     const zeros = new Uint8Array(64 * MiB);
+    const credited = randomBytes(72 * 300 * 1024);
     const cases: Array<{
       what: string;
       entries: WireEntry[];
@@ -1128,6 +1129,25 @@ describe('hostile input', () => {
         re: /.+/,
       },
       {
+        // 72 files of 300 KiB without a hash (deferred, and never sent): 32 of them wait for
+        // theirs, so the target stores nothing more and credits nothing more; the parent goes on
+        what: 'a parent that ignores its credit (21 MiB while the target cannot store)',
+        entries: Array.from({ length: 72 }, (_, i) => ({ ...wfile(`f${String(i).padStart(2, '0')}.bin`, credited.subarray(i * 300 * 1024, (i + 1) * 300 * 1024)), hash: undefined })),
+        send: async (fs, _s, files) => {
+          await fs.writeFrames(files.flatMap((f, i) => [[encodeBegin(f, 0)], [DATA_HEADER, credited.subarray(i * 300 * 1024, (i + 1) * 300 * 1024)]]));
+        },
+        fatal: true,
+        re: /beyond the credit it was given/,
+      },
+      {
+        what: 'a SKIP whose reason is 4 MiB long',
+        entries: [wfile('a.txt', 'aaaa\n')],
+        // (encodeSkip cuts a reason to 1000 characters: this frame is made by hand)
+        send: async (fs, _s, files) => fs.writeFrames([[encodeSkip(files[0]!, ''), Buffer.alloc(4 * MiB - 16, 'x')], [END_FRAME]]),
+        fatal: false,
+        re: /^a\.txt: not sent by the source \(x{100,4096}\)$/,
+      },
+      {
         what: 'a relay frame over the limit (1 GiB prefix)',
         entries: [wfile('a.txt', 'aaaa\n')],
         send: async (_fs, stream) => {
@@ -1195,6 +1215,29 @@ describe('hostile input', () => {
       }
     }
     if (problems.length > 0) assert.fail(`${problems.length} of ${cases.length} bad relay inputs were not handled:\n${problems.join('\n')}`);
+  });
+
+  test('7e. a plan whose frameBytes is out of range is refused (it bounds what a compressed frame may inflate to)', { timeout: 120_000 }, async (t) => {
+    const why = skipReason();
+    if (why) return t.skip(why);
+    for (const frameBytes of [2 ** 32, 0]) {
+      const entries = [wfile('a.txt', 'aaaa\n')];
+      const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
+      try {
+        await writeOpen(fs, openMsg(lab.common(`dst-framebytes-${frameBytes}`)));
+        victimAllowedTop.add(`dst-framebytes-${frameBytes}`);
+        await writeJson(fs, { type: 'entries', entries });
+        await writeJson(fs, { type: 'manifest-end', digest: digestOf(entries) });
+        const n = await next(fs);
+        assert.ok(n.kind === 'message' && n.msg.type === 'needs', show(n));
+        await writeJson(fs, { type: 'plan', relay: { classId: 0, parent: attackerId, children: [], frameBytes } });
+        const m = await expectError(fs, 'bad-plan', /frameBytes .* is outside/, `frameBytes ${frameBytes}`);
+        t.diagnostic(`frameBytes ${frameBytes}: ${m.message}`);
+      } finally {
+        drop(stream);
+      }
+    }
+    assertAlive(victim);
   });
 
   test('8. silent streams are closed: control after the stall timeout, relay after the accept timeout; locks are released', { timeout: 120_000 }, async (t) => {

@@ -243,7 +243,7 @@ describe('FileSink', () => {
     // commits (verify, fsync, rename) run in the background; end() waits for all of them
     const r = await sink.end()
     assert.equal(await fsp.readFile(join(dir, 'a'), 'utf8'), 'first file')
-    assert.deepEqual(r, { files: 4, bytes: 10 + 11 + 6, failures: [] })
+    assert.deepEqual(r, { files: 4, bytes: 10 + 11 + 6, failures: [], moreFailures: 0 })
     assert.equal(sink.filesDone, 4)
     assert.equal(sink.bytesDone, 27)
     assert.deepEqual(await listAll(dir), ['a', 'b-empty', 'd', 'd/c', 'e'])
