@@ -7,8 +7,7 @@ export const EXIT = {
   /** bad command line */
   USAGE: 2,
   /** the task could not run at all (source unreadable, refused, no daemon reachable) */
-  TASK_FAILED: 3,
-  INTERRUPTED: 130
+  TASK_FAILED: 3
 } as const
 
 export class UsageError extends Error {
