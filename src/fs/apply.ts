@@ -1,6 +1,6 @@
 import { chmodSync, constants, lstatSync, mkdirSync, rmSync } from 'node:fs'
-import { chmod, copyFile, lchown, lstat, lutimes, mkdir, rename, rm, stat, symlink, utimes, open } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { chmod, copyFile, lchown, lstat, lutimes, mkdir, readdir, rename, rm, stat, symlink, utimes, open, type FileHandle } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { sameMtime, type TargetChanges } from '../diff/diff.js'
 import type { Entry, Manifest } from '../manifest/types.js'
 import { splitNs, utimesValue } from '../manifest/time.js'
@@ -39,7 +39,7 @@ export async function prepareRoot (root: string): Promise<void> {
 export async function applyStructure (dst: DestinationRoot, entries: readonly Entry[], changes: TargetChanges): Promise<void> {
   for (const rel of changes.remove) {
     const abs = await dst.resolve(rel)
-    await rm(abs, { recursive: true, force: true })
+    await removeTree(abs)
     dst.forget(rel)
   }
   const todo = [...changes.mkdir.map(i => ({ i, kind: 'dir' as const })), ...changes.symlink.map(i => ({ i, kind: 'link' as const }))]
@@ -82,6 +82,27 @@ export async function applyStructure (dst: DestinationRoot, entries: readonly En
   }
 }
 
+/**
+ * rm -r; a daemon that is not root cannot empty a directory it may not write (0555): such
+ * directories below `abs` are given owner rwx first (never through a symlink), as rsync does.
+ */
+async function removeTree (abs: string): Promise<void> {
+  try {
+    await rm(abs, { recursive: true, force: true })
+  } catch (err) {
+    if (isRoot || (err as NodeJS.ErrnoException).code !== 'EACCES') throw err
+    await ownerMayWrite(abs)
+    await rm(abs, { recursive: true, force: true })
+  }
+}
+
+async function ownerMayWrite (abs: string): Promise<void> {
+  const st = await lstat(abs)
+  if (!st.isDirectory()) return
+  if ((st.mode & 0o700) !== 0o700) await chmod(abs, (st.mode & 0o7777) | 0o700)
+  for (const name of await readdir(abs)) await ownerMayWrite(join(abs, name))
+}
+
 /** Create the link under a temp name and rename it over whatever is there: atomic replace. */
 async function placeSymlink (abs: string, e: Entry): Promise<void> {
   const tmp = tempNameIn(dirname(abs))
@@ -98,6 +119,28 @@ async function placeSymlink (abs: string, e: Entry): Promise<void> {
   }
 }
 
+/**
+ * A descriptor of a regular file to set its metadata through, never through a symlink. A
+ * daemon that is not root may not read its own file of mode 0200 (write-only) or 0000: then it
+ * opens it for writing (nothing is written), or gives itself read first.
+ */
+async function openForMetadata (abs: string): Promise<FileHandle> {
+  try {
+    return await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW)
+  } catch (err) {
+    if (isRoot || (err as NodeJS.ErrnoException).code !== 'EACCES') throw err
+  }
+  try {
+    return await open(abs, constants.O_WRONLY | constants.O_NOFOLLOW)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err
+  }
+  const st = await lstat(abs)
+  if (!st.isFile()) throw new Error(`${abs} is not a regular file`)
+  await chmod(abs, (st.mode & 0o7777) | 0o400)
+  return await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW)
+}
+
 /** Mode, owner and mtime of an existing file or symlink, never following the link. */
 export async function setMetadata (abs: string, e: Entry): Promise<void> {
   if (e.type === 'symlink') {
@@ -106,7 +149,7 @@ export async function setMetadata (abs: string, e: Entry): Promise<void> {
     return
   }
   // O_NOFOLLOW: metadata goes to the entry itself, never through a planted link
-  const fh = await open(abs, constants.O_RDONLY | constants.O_NOFOLLOW)
+  const fh = await openForMetadata(abs)
   try {
     if (isRoot && e.uid != null && e.gid != null) await fh.chown(e.uid, e.gid)
     await fh.chmod(e.mode)

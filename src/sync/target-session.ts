@@ -153,9 +153,10 @@ export class TargetSession {
     this.counts = countChanges(manifest.entries, local, changes)
     trace('target: prepare: diffed')
     if (!this.init.dryRun && !this.atomic) {
+      // (a daemon that is not root may create and remove in an existing 0555 directory only so)
+      if (!isRoot) await this.makeDirsWritable(local)
       await applyStructure(this.dst, manifest.entries, changes)
       trace('target: prepare: structure applied')
-      if (!isRoot) await this.makeDirsWritable(local)
     }
     // (--atomic with nothing to fetch makes no stage: an untouched tree stays `unchanged`)
     const staging = this.atomic && changes.fetch.length > 0
@@ -343,8 +344,8 @@ export class TargetSession {
   async switchOver (): Promise<TargetOutcome> {
     const c = this.changes!
     const entries = this.entries
-    await applyStructure(this.dst, entries, c)
     if (!isRoot) await this.makeDirsWritable(this.local)
+    await applyStructure(this.dst, entries, c)
     // a content used by several entries: the last one takes the staged file, the others a copy
     const lastUse = new Map<string, number>()
     for (const i of c.fetch) lastUse.set(contentKey(entries[i]), i)

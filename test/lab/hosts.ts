@@ -348,6 +348,8 @@ export interface DaemonOptions {
   home?: string;
   /** command prefix, e.g. ['ip', 'netns', 'exec', 'h1'] */
   wrap?: string[];
+  /** run the daemon as this uid and gid (setpriv, after its mount namespace is made): its home and host dir must be theirs */
+  asUser?: number;
   readyTimeoutMs?: number;
 }
 
@@ -476,12 +478,21 @@ export class Lab {
     const hostDir = this.hostDir(name);
     await fsp.mkdir(home, { recursive: true });
     await fsp.mkdir(hostDir, { recursive: true });
+    if (opts.asUser !== undefined) {
+      // the user reaches its home and host dir through the lab's directories, and owns both
+      for (const d of new Set([this.root, path.dirname(home), path.dirname(hostDir), this.mnt])) {
+        const st = await fsp.stat(d);
+        await fsp.chmod(d, (st.mode & 0o7777) | 0o711);
+      }
+      for (const d of [home, hostDir]) await fsp.chown(d, opts.asUser, opts.asUser);
+    }
 
     const args = ['daemon', '--home', home, '--listen', opts.listen ?? '/ip4/127.0.0.1/tcp/0'];
     if (!opts.mdns) args.push('--no-mdns');
     for (const p of opts.trust ?? []) args.push('--trust', p);
     args.push(...(opts.extraArgs ?? []));
-    const node = [process.execPath, ...NODE_FLAGS, CLI_PATH, ...args];
+    const asUser = opts.asUser !== undefined ? ['setpriv', `--reuid=${opts.asUser}`, `--regid=${opts.asUser}`, '--clear-groups'] : [];
+    const node = [...asUser, process.execPath, ...NODE_FLAGS, CLI_PATH, ...args];
     const cmd = [
       ...pdeathsigPrefix(),
       ...(opts.wrap ?? []),
@@ -611,10 +622,11 @@ export async function silentListener(): Promise<{ port: number; connections(): n
 
 /**
  * `rsync -anci --delete SRC/ DST/`: the itemized differences, '' when the trees
- * match in content, types, symlink targets, modes and mtimes (to the second).
+ * match in content, types, symlink targets, modes and mtimes (to the second). `extra` goes
+ * before the paths (e.g. `--no-o --no-g` for a target that cannot own files as the source does).
  */
-export async function rsyncOracle(src: string, dst: string): Promise<string> {
-  const args = ['-anci', '--delete', src.replace(/\/+$/, '') + '/', dst.replace(/\/+$/, '') + '/'];
+export async function rsyncOracle(src: string, dst: string, extra: string[] = []): Promise<string> {
+  const args = ['-anci', '--delete', ...extra, src.replace(/\/+$/, '') + '/', dst.replace(/\/+$/, '') + '/'];
   const child = spawn('rsync', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
   let stdout = '';
