@@ -7,7 +7,9 @@ export const EXIT = {
   /** bad command line */
   USAGE: 2,
   /** the task could not run at all (source unreadable, refused, no daemon reachable) */
-  TASK_FAILED: 3
+  TASK_FAILED: 3,
+  /** Ctrl-C (SIGINT) or SIGTERM: the task was cancelled (128 + SIGINT, as shells report it) */
+  INTERRUPTED: 130
 } as const
 
 export class UsageError extends Error {

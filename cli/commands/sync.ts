@@ -76,14 +76,29 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
     else if (e.type === 'warning' && !a.json) process.stderr.write(`warning: ${e.message}\n`)
   }
   let report: SyncReport | undefined
+  // Ctrl-C cancels the task (wherever it runs: the daemon sees this client go); a second one quits at once
+  const interrupt = new AbortController()
+  let sock: Awaited<ReturnType<typeof connectLocal>> | undefined
+  const onSignal = (): void => {
+    if (interrupt.signal.aborted) process.exit(EXIT.INTERRUPTED)
+    progress?.clear()
+    process.stderr.write('gosync: interrupted: cancelling the task (each target keeps the file it was receiving, to continue next time)\n')
+    interrupt.abort()
+    // (a destroyed socket may leave the report loop waiting on nothing: the process then ends by itself)
+    process.exitCode = EXIT.INTERRUPTED
+    sock?.destroy()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
   try {
-    const sock = await connectLocal(home).catch(() => undefined)
+    sock = await connectLocal(home).catch(() => undefined)
     if (sock != null) {
       await requestLocal(sock, a.from != null ? { type: 'remote-sync', from: a.from, task } : { type: 'sync', task }, (r) => {
         if (r.type === 'event') onEvent(r.event as SyncEvent)
         else if (r.type === 'report') report = r.report as SyncReport
         else if (r.type === 'error') throw new DaemonTaskError(r.code, r.message)
       })
+      if (interrupt.signal.aborted) return EXIT.INTERRUPTED
       if (report == null) throw new Error('the daemon closed the connection without a report')
     } else {
       // no daemon in this home: this process is the source (or the client of --from)
@@ -95,13 +110,14 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
       const { loadSwarmKey } = await import('../../src/home/swarm-key.js')
       const node = await createNode({ privateKey: await loadOrCreateKey(home), listen: [], mdns: false, swarmKey: await loadSwarmKey(home) })
       try {
-        report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent) : await runSync(node, task, onEvent, { hashCacheDir: join(home, 'hashcache') })
+        report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent, interrupt.signal) : await runSync(node, task, onEvent, { hashCacheDir: join(home, 'hashcache'), signal: interrupt.signal })
       } finally {
         await node.stop()
       }
     }
   } catch (err) {
     progress?.clear()
+    if (interrupt.signal.aborted) return EXIT.INTERRUPTED
     const e = err as Error
     if (e instanceof UsageError) throw e
     if (e instanceof DaemonTaskError && e.code === 'usage') throw new UsageError(e.message)
@@ -111,5 +127,6 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
   }
   progress?.clear()
   process.stdout.write(a.json ? JSON.stringify(report, null, 2) + '\n' : renderReport(report!))
+  if (interrupt.signal.aborted) return EXIT.INTERRUPTED
   return report!.ok ? EXIT.OK : EXIT.TARGET_FAILED
 }

@@ -75,7 +75,13 @@ export async function handleTaskStream (node: Libp2p, stream: Stream, connection
     }
     const req = await expectJson(fs, Request, AbortSignal.timeout(30_000))
     await checkTaskSource(req.task.src, policy)
-    const report = await runSync(node, req.task, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) }, source)
+    // the requester keeps its end open until the report: if it closes or resets it first, it is
+    // gone (Ctrl-C), and so is the point of the task
+    const gone = new AbortController()
+    const cancel = (): void => { gone.abort(new Error('the requester went away')) }
+    stream.addEventListener('remoteCloseWrite', cancel)
+    stream.addEventListener('close', cancel)
+    const report = await runSync(node, req.task, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) }, { ...source, signal: gone.signal })
     await writeJson(fs, { type: 'report', report })
   } catch (err) {
     const e = err as Error
@@ -87,10 +93,14 @@ export async function handleTaskStream (node: Libp2p, stream: Stream, connection
 }
 
 /** Ask `from` to run `task` as the source; events stream back until the report. */
-export async function runRemoteTask (node: Libp2p, from: string, task: SyncTask, onEvent: (e: SyncEvent) => void): Promise<SyncReport> {
+export async function runRemoteTask (node: Libp2p, from: string, task: SyncTask, onEvent: (e: SyncEvent) => void, signal?: AbortSignal): Promise<SyncReport> {
   const { dial } = parseTarget(from)
   const stream = await node.dialProtocol(dial, TASK_PROTOCOL, { signal: AbortSignal.timeout(15_000) })
   const fs = new FramedStream(stream, { maxFrameBytes: MAX_TASK_FRAME })
+  // cancelled: the remote daemon sees the stream go and cancels the task it runs
+  const onAbort = (): void => { fs.abort(new Error('the task was cancelled')) }
+  signal?.addEventListener('abort', onAbort, { once: true })
+  if (signal?.aborted === true) onAbort()
   try {
     await writeJson(fs, { type: 'task', task })
     for (;;) {
@@ -101,6 +111,7 @@ export async function runRemoteTask (node: Libp2p, from: string, task: SyncTask,
       else throw new TaskRefusedError(m.code, m.message)
     }
   } finally {
+    signal?.removeEventListener('abort', onAbort)
     await fs.closeWrite()
   }
 }

@@ -74,7 +74,7 @@ export class Daemon {
     await node.handle(TASK_PROTOCOL, async (stream, connection) => {
       await handleTaskStream(node, stream, connection, isTrusted, { home: opts.home, roots: opts.allowedRoots }, sourceOpts)
     }, { runOnLimitedConnection: true })
-    this.server = await serveLocalApi(opts.home, async (req, send) => {
+    this.server = await serveLocalApi(opts.home, async (req, send, gone) => {
       if (req.type === 'status') {
         send({ type: 'status', peerId: node.peerId.toString(), addrs: node.getMultiaddrs().map(String) })
         return
@@ -97,7 +97,8 @@ export class Daemon {
       }
       try {
         const onEvent = (event: unknown): void => { send({ type: 'event', event }) }
-        const report = req.type === 'sync' ? await runSync(node, parsed.data, onEvent, sourceOpts) : await runRemoteTask(node, req.from, parsed.data, onEvent)
+        // a CLI that goes away (Ctrl-C) cancels its task
+        const report = req.type === 'sync' ? await runSync(node, parsed.data, onEvent, { ...sourceOpts, signal: gone }) : await runRemoteTask(node, req.from, parsed.data, onEvent, gone)
         send({ type: 'report', report })
       } catch (err) {
         send({ type: 'error', code: err instanceof TaskError || (err as Error).name === 'TaskRefusedError' ? 'task' : 'failed', message: (err as Error).message })

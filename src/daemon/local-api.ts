@@ -24,7 +24,8 @@ export type LocalResponse =
   | { type: 'report', report: unknown }
   | { type: 'error', code: string, message: string }
 
-export type LocalHandler = (req: LocalRequest, send: (r: LocalResponse) => void) => Promise<void>
+/** `gone`: aborted when the client closes the connection before the handler is done (it pressed Ctrl-C, or died) */
+export type LocalHandler = (req: LocalRequest, send: (r: LocalResponse) => void, gone: AbortSignal) => Promise<void>
 
 export async function serveLocalApi (home: string, handler: LocalHandler): Promise<Server> {
   const path = socketPath(home)
@@ -35,11 +36,13 @@ export async function serveLocalApi (home: string, handler: LocalHandler): Promi
   await unlink(path).catch(() => {})
   const server = createServer((sock: Socket) => {
     const send = (r: LocalResponse): void => { if (!sock.destroyed) sock.write(JSON.stringify(r) + '\n') }
+    const gone = new AbortController()
+    sock.once('close', () => { gone.abort(new Error('the client went away')) })
     const rl = createInterface({ input: sock })
     rl.once('line', (line) => {
       let req: LocalRequest
       try { req = JSON.parse(line) } catch { send({ type: 'error', code: 'usage', message: 'bad request' }); sock.end(); return }
-      handler(req, send).catch((err) => { send({ type: 'error', code: 'failed', message: (err as Error).message }) }).finally(() => { sock.end() })
+      handler(req, send, gone.signal).catch((err) => { send({ type: 'error', code: 'failed', message: (err as Error).message }) }).finally(() => { sock.end() })
     })
     sock.on('error', () => {})
   })

@@ -68,6 +68,35 @@ export interface SourceOptions {
    * (the daemon waits for such work before it stops). Not given: runSync waits for it.
    */
   afterReport?: (work: Promise<void>) => void
+  /**
+   * Cancels the task (the user pressed Ctrl-C, or the CLI that asked for it went away): every
+   * target's session and relay stream is cut at once, each target keeps the file it was
+   * receiving as a part for the next run, and the report says `cancelled` for each target.
+   */
+  signal?: AbortSignal
+}
+
+/** What a cancelled task tells its targets and reports for each. */
+export const CANCELLED = 'the task was cancelled'
+
+/**
+ * Everything of a task that a cancel must cut: target links and relay links, also those that
+ * open after the cancel (they are cut at once).
+ */
+class Cancel {
+  private readonly live = new Set<{ abort: (err: Error) => void }>()
+  readonly reason = new Error(CANCELLED)
+  constructor (private readonly signal?: AbortSignal) {
+    signal?.addEventListener('abort', () => { for (const l of this.live) l.abort(this.reason) }, { once: true })
+  }
+
+  get requested (): boolean { return this.signal?.aborted === true }
+
+  add<L extends { abort: (err: Error) => void }> (link: L): L {
+    if (this.requested) link.abort(this.reason)
+    else this.live.add(link)
+    return link
+  }
 }
 
 export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEvent) => void = () => {}, source: SourceOptions = {}): Promise<SyncReport> {
@@ -85,9 +114,10 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     report: { peer: given, address: given, status: 'failed', files: 0, bytes: 0, created: 0, deleted: 0, updated: 0 }
   }))
   const firstSession = randomBytes(16).toString('hex')
+  const cancel = new Cancel(source.signal)
   // Open every target's session (dial, Noise, muxer, control stream, `open`) while the tree
   // is scanned: each target scans its own destination at the same time.
-  const linkCtx = { node, task, stallMs, self, onEvent }
+  const linkCtx = { node, task, stallMs, self, onEvent, cancel }
   const seen = new Set<string>()
   const opened = new Map(targets.map(t => [t, connect(linkCtx, t, firstSession, seen)]))
   for (const p of opened.values()) p.catch(() => {})
@@ -107,6 +137,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     const cacheLoad = source.hashCacheDir != null ? FileHashCache.load(source.hashCacheDir, task.src) : undefined
     manifest = await scanTree(task.src, {
       hash: true,
+      signal: source.signal,
       hashCache: cacheLoad,
       deferHashMin: DEFER_HASH_MIN,
       onWarning: (message) => { onEvent({ type: 'warning', message }) },
@@ -127,11 +158,12 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     const unreadable = new Error('the source could not read its tree')
     walked.fail(unreadable)
     for (const p of opened.values()) p.then(link => { link.abort(unreadable) }, () => {})
+    if (cancel.requested) throw new TaskError(CANCELLED)
     throw new TaskError(`cannot read source ${task.src}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
 
-  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), deferredHashes: new Map() }
+  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), deferredHashes: new Map(), cancel }
   // A target whose transfer was cut (a relay above it died) but which still answers is
   // re-attached at once, while the other targets go on: targets cut by the same failure
   // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
@@ -162,7 +194,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
   const onCut = (t: TargetState): boolean => {
     const left = retriesLeft.get(t) ?? 0
-    if (left <= 0 || task.dryRun) return false
+    if (left <= 0 || task.dryRun || cancel.requested) return false
     retriesLeft.set(t, left - 1)
     cut.push(t)
     rejoinTimer ??= setTimeout(rejoin, REJOIN_DELAY_MS)
@@ -298,6 +330,7 @@ interface RoundContext {
   sourceHashes: Map<number, Promise<string | undefined>>
   /** every deferred file's hash the source has computed (sent, or for a `have`): what receipts bind */
   deferredHashes: Map<number, string>
+  cancel: Cancel
 }
 
 /** The source's hash of a deferred file, read now (memoized): to answer a target's `have`. */
@@ -319,14 +352,15 @@ async function sourceHashOf (ctx: RoundContext, i: number): Promise<string | und
  * Checks the target, connects, opens its control stream and sends `open`: the target
  * starts scanning its destination. Heartbeats keep the session until the manifest.
  */
-async function connect (ctx: Pick<RoundContext, 'node' | 'task' | 'stallMs' | 'self' | 'onEvent'>, t: TargetState, session: string, seen: Set<string>): Promise<TargetLink> {
-  const { node, task, stallMs, self, onEvent } = ctx
+async function connect (ctx: Pick<RoundContext, 'node' | 'task' | 'stallMs' | 'self' | 'onEvent' | 'cancel'>, t: TargetState, session: string, seen: Set<string>): Promise<TargetLink> {
+  const { node, task, stallMs, self, onEvent, cancel } = ctx
   const { dial, peer } = parseTarget(t.given)
   if (peer != null) t.report.peer = peer
   if (peer === self) throw new TaskError('target is the source itself')
   if (peer != null && seen.has(peer)) throw new TaskError('target listed twice')
   if (peer != null) seen.add(peer)
-  const link = await TargetLink.open(node, dial, stallMs)
+  if (cancel.requested) throw new Error(CANCELLED)
+  const link = cancel.add(await TargetLink.open(node, dial, stallMs))
   link.onChildFailed = (peer, error) => { onEvent({ type: 'warning', message: `relay from ${link.peer} to ${peer}: ${error}` }) }
   t.report.peer = link.peer
   t.report.muxer = link.muxer
@@ -422,6 +456,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
     const memberLinks = c.members.map(m => m.link)
     await sendClass(node, task.src, manifest.entries, c.files, childInfo('source', k), {
       session, classId: k, frameBytes, compress: task.compress, stallMs, offsets: c.offsets, opened: rootLinks[k],
+      onLinks: (links) => { for (const l of links) ctx.cancel.add(l) },
       beforeSend: () => { for (const l of memberLinks) l?.flushHashes() },
       onFileHash: (i, hash) => {
         ctx.deferredHashes.set(i, hash)

@@ -53,6 +53,8 @@ export interface SendClassOptions {
   beforeSend?: () => void
   /** links to the children opened while the plans went out (openLinks), by peer */
   opened?: ReadonlyMap<string, Promise<ChildLink>>
+  /** the links, once open: a cancelled task cuts them */
+  onLinks?: (links: readonly ChildLink[]) => void
 }
 
 /**
@@ -62,6 +64,7 @@ export interface SendClassOptions {
  */
 export async function sendClass (node: Libp2p, srcRoot: string, entries: readonly Entry[], files: readonly number[], children: ChildTarget[], opts: SendClassOptions): Promise<void> {
   const links = await linksTo(node, children, opts.opened, opts.session, opts.classId, opts.stallMs, opts.onChildFailed)
+  opts.onLinks?.(links)
   trace(`source: class ${opts.classId}: ${links.length} links ready`)
   const sender = new ClassSender(links, srcRoot, entries, opts)
   await sender.sendFiles(files)

@@ -74,6 +74,9 @@ export interface TargetReport {
   updated: number;
   /** no manifest was sent: the target showed it already held this tree */
   treeKnown?: boolean;
+  /** file data taken from the wire; bytes continued from kept parts */
+  received?: number;
+  resumed?: number;
   receipt?: { digest: string; signature: string; session: string; verified: boolean };
 }
 
