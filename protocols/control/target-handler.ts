@@ -2,7 +2,7 @@ import { trace } from '../../src/trace.js'
 import { realpath } from 'node:fs/promises'
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
-import { FramedStream } from '../framing/framed-stream.js'
+import { FramedStream, GREETING_LIMITS } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson } from '../framing/json.js'
 import { ManifestDigester } from '../../src/manifest/digest.js'
 import { ManifestShapeChecker } from '../../src/manifest/validate.js'
@@ -152,8 +152,9 @@ async function receiveEntries (fs: FramedStream, entries: Entry[], shape: Manife
  * plan, then the result. See docs/PROTOCOLS.md for the state machine.
  */
 export async function handleControlStream (stream: Stream, connection: Connection, opts: TargetHandlerOptions): Promise<void> {
-  const fs = new FramedStream(stream, { maxFrameBytes: MAX_CONTROL_FRAME })
   const remote = connection.remotePeer.toString()
+  // an untrusted peer is refused before anything is read: it may not make this daemon buffer more than a greeting
+  const fs = new FramedStream(stream, opts.isTrusted(remote) ? { maxFrameBytes: MAX_CONTROL_FRAME } : GREETING_LIMITS)
   const stepSignal = (): AbortSignal => AbortSignal.timeout(opts.stallMs)
   let session: TargetSession | undefined
   let heartbeat: NodeJS.Timeout | undefined

@@ -39,6 +39,12 @@ export interface PassThrough {
 /** Fewer bytes than this of an incomplete frame wait for more before they are passed on. */
 const PASS_MIN_BYTES = 32 * 1024
 
+/**
+ * Limits for a stream that may carry only a small greeting, or nothing at all (a refused peer):
+ * more than 64 KiB unread aborts it at once (no pause first, which would let the muxer hold more).
+ */
+export const GREETING_LIMITS: FramedStreamOptions = { maxFrameBytes: 4096, highWaterBytes: 64 * 1024, maxBufferBytes: 64 * 1024 }
+
 export interface FramedStreamOptions {
   /** largest frame accepted; a longer length prefix fails the read */
   maxFrameBytes: number
@@ -56,15 +62,12 @@ export class FramedStream {
   private pauseQueued = false
   /** bytes of the frame being read (prefix included) already handed to a PassThrough */
   private passed = 0
-  private readonly maxFrame: number
-  private readonly highWater: number
-  private readonly maxBuffer: number
+  private maxFrame = 0
+  private highWater = 0
+  private maxBuffer = 0
 
   constructor (readonly stream: Stream, opts: FramedStreamOptions) {
-    this.maxFrame = opts.maxFrameBytes
-    this.highWater = opts.highWaterBytes ?? Math.max(4 * opts.maxFrameBytes, 1 << 20)
-    this.maxBuffer = opts.maxBufferBytes ?? 4 * this.highWater
-    stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, this.maxBuffer)
+    this.setLimits(opts)
     stream.addEventListener('message', (evt) => {
       this.buf.append(evt.data)
       if (this.buf.byteLength > this.maxBuffer) {
@@ -88,6 +91,18 @@ export class FramedStream {
       else { this.eof = true; this.wake() }
     })
     if (stream.status !== 'open' || stream.remoteWriteStatus === 'closed') this.eof = true
+  }
+
+  /**
+   * The limits from now on: a stream starts with small ones while it may only carry a greeting
+   * (an untrusted peer's, or a relay parent's before it is accepted) and gets the protocol's own
+   * once the peer may send more.
+   */
+  setLimits (opts: FramedStreamOptions): void {
+    this.maxFrame = opts.maxFrameBytes
+    this.highWater = opts.highWaterBytes ?? Math.max(4 * opts.maxFrameBytes, 1 << 20)
+    this.maxBuffer = opts.maxBufferBytes ?? 4 * this.highWater
+    this.stream.maxReadBufferLength = Math.max(this.stream.maxReadBufferLength, this.maxBuffer)
   }
 
   private fail (err: Error): void {

@@ -1,5 +1,5 @@
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
-import { FramedStream } from '../framing/framed-stream.js'
+import { FramedStream, GREETING_LIMITS } from '../framing/framed-stream.js'
 import { expectJson, writeJson } from '../framing/json.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, PLAN_WAIT_MS, WINDOW_BYTES } from './consts.js'
@@ -11,7 +11,8 @@ import { runReceiver } from './receiver.js'
  * parent its (trusted) source named. Anything else is refused with a reason and closed.
  */
 export async function handleRelayStream (node: Libp2p, stream: Stream, connection: Connection, sessions: SessionRegistry, stallMs: number): Promise<void> {
-  const fs = new FramedStream(stream, { maxFrameBytes: MAX_FRAME_BYTES + 16, highWaterBytes: WINDOW_BYTES + 2 * MAX_FRAME_BYTES })
+  // until the parent is accepted, only its `hello` may come: anyone may open this stream
+  const fs = new FramedStream(stream, GREETING_LIMITS)
   try {
     const hello = await expectJson(fs, HelloMsg, AbortSignal.timeout(ACCEPT_TIMEOUT_MS))
     const session = sessions.get(hello.session)
@@ -23,6 +24,7 @@ export async function handleRelayStream (node: Libp2p, stream: Stream, connectio
       await fs.closeWrite()
       return
     }
+    fs.setLimits({ maxFrameBytes: MAX_FRAME_BYTES + 16, highWaterBytes: WINDOW_BYTES + 2 * MAX_FRAME_BYTES })
     await runReceiver(node, fs, session, stallMs)
   } catch (err) {
     fs.abort(err as Error)

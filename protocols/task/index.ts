@@ -1,6 +1,6 @@
 import { z } from 'zod/v3'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
-import { FramedStream } from '../framing/framed-stream.js'
+import { FramedStream, GREETING_LIMITS } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { runSync, TaskError, type SourceOptions, type SyncTask } from '../../src/sync/run-sync.js'
 import { realpath } from 'node:fs/promises'
@@ -66,8 +66,8 @@ export async function checkTaskSource (src: string, policy: TaskSourcePolicy): P
 }
 
 export async function handleTaskStream (node: Libp2p, stream: Stream, connection: Connection, isTrusted: (peer: string) => boolean, policy: TaskSourcePolicy, source: SourceOptions = {}): Promise<void> {
-  const fs = new FramedStream(stream, { maxFrameBytes: MAX_TASK_FRAME })
   const remote = connection.remotePeer.toString()
+  const fs = new FramedStream(stream, isTrusted(remote) ? { maxFrameBytes: MAX_TASK_FRAME } : GREETING_LIMITS)
   try {
     if (!isTrusted(remote)) {
       await writeJson(fs, { type: 'error', code: 'untrusted', message: `peer ${remote} is not trusted by ${node.peerId.toString()} to start tasks; on that host run: gosync trust ${remote}` })

@@ -849,6 +849,27 @@ describe('hostile input', () => {
         drop(stream);
       }
     }
+    // a flood instead of a greeting: refused, then cut as soon as more than 64 KiB waits unread,
+    // not read on (up to 64 MiB per stream) for the 5 s a refused stream stays open; relay streams
+    // alike before `hello`. What the muxer's window lets through before the cut is what was taken.
+    for (const protocol of [CONTROL_PROTOCOL, TASK_PROTOCOL, RELAY_PROTOCOL]) {
+      const { stream, fs } = await dial(stranger, protocol);
+      try {
+        const started = performance.now();
+        let written = 0;
+        try {
+          for (let i = 0; i < 32; i++) {
+            await fs.writeBytes([randomBytes(MiB)], AbortSignal.timeout(10_000));
+            written += MiB;
+          }
+        } catch {}
+        const end = await assertEnds(fs, `${protocol} flooded by an untrusted peer`, 10_000);
+        t.diagnostic(`${protocol}: ${written / MiB} of 32 MiB from an untrusted peer taken -> ${show(end)}, ${(performance.now() - started).toFixed(0)} ms`);
+        assert.ok(written <= 16 * MiB, `${protocol}: the daemon read ${written / MiB} MiB from an untrusted peer`);
+      } finally {
+        drop(stream);
+      }
+    }
     {
       const { stream, fs } = await dial(stranger, TASK_PROTOCOL);
       try {
