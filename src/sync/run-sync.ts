@@ -86,8 +86,15 @@ export const CANCELLED = 'the task was cancelled'
 class Cancel {
   private readonly live = new Set<{ abort: (err: Error) => void }>()
   readonly reason = new Error(CANCELLED)
+  private readonly onAbort = (): void => { for (const l of this.live) l.abort(this.reason) }
   constructor (private readonly signal?: AbortSignal) {
-    signal?.addEventListener('abort', () => { for (const l of this.live) l.abort(this.reason) }, { once: true })
+    signal?.addEventListener('abort', this.onAbort, { once: true })
+  }
+
+  /** The task is over: a signal that fires later (the CLI closing its connection after the report) cuts nothing. */
+  close (): void {
+    this.signal?.removeEventListener('abort', this.onAbort)
+    this.live.clear()
   }
 
   get requested (): boolean { return this.signal?.aborted === true }
@@ -158,6 +165,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     const unreadable = new Error('the source could not read its tree')
     walked.fail(unreadable)
     for (const p of opened.values()) p.then(link => { link.abort(unreadable) }, () => {})
+    cancel.close()
     if (cancel.requested) throw new TaskError(CANCELLED)
     throw new TaskError(`cannot read source ${task.src}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
@@ -209,6 +217,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
 
   const switched = isAtomic(task) ? await switchAll(ctx, targets) : undefined
+  cancel.close()
   for (const t of targets) {
     if (t.carried == null) continue
     t.report.files += t.carried.files
