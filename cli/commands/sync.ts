@@ -92,6 +92,7 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
   process.on('SIGTERM', onSignal)
   try {
     sock = await connectLocal(home).catch(() => undefined)
+    if (interrupt.signal.aborted) { sock?.destroy(); return EXIT.INTERRUPTED }
     if (sock != null) {
       await requestLocal(sock, a.from != null ? { type: 'remote-sync', from: a.from, task } : { type: 'sync', task }, (r) => {
         if (r.type === 'event') onEvent(r.event as SyncEvent)

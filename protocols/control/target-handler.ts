@@ -1,6 +1,6 @@
 import { trace } from '../../src/trace.js'
 import { realpath } from 'node:fs/promises'
-import { basename, dirname, isAbsolute, join, normalize } from 'node:path'
+import { isAbsolute, normalize, resolve } from 'node:path'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream, GREETING_LIMITS } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson } from '../framing/json.js'
@@ -8,6 +8,7 @@ import { ManifestDigester } from '../../src/manifest/digest.js'
 import { ManifestShapeChecker } from '../../src/manifest/validate.js'
 import type { Entry, RootMeta } from '../../src/manifest/types.js'
 import { isWithin } from '../../src/manifest/paths.js'
+import { resolveDeepest } from '../../src/fs/safe-path.js'
 import { scanDestination, TargetSession, type LocalScan } from '../../src/sync/target-session.js'
 import { recordFor, scanFingerprint, type ScannedTree, type TreeRecordStore } from '../../src/sync/tree-record.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
@@ -25,6 +26,8 @@ export interface TargetHandlerOptions {
   isTrusted: (peer: string) => boolean
   /** destinations must lie under one of these; empty = any absolute path */
   allowedRoots: string[]
+  /** the daemon's home: no destination may lie in it or hold it */
+  home?: string
   stallMs: number
   /** what each destination held after its last session (none: every re-sync sends the manifest) */
   trees?: TreeRecordStore
@@ -43,11 +46,12 @@ export class ControlRefusal extends Error {
 /**
  * The destination must be absolute and, when roots are configured, lie under one of them
  * both as written and as resolved: the deepest part of it that exists is resolved with
- * realpath, so a symlink (even one a trusted source planted earlier) cannot lead out.
+ * realpath, so a symlink (even one a trusted source planted earlier) cannot lead out. It may
+ * neither lie in the daemon's home nor hold it (its identity key and trust list).
  * Returns the path as written (normalized) and as resolved: sessions lock the resolved one,
  * so two spellings of one directory (a planted `alias -> .`) are never written at once.
  */
-async function checkDestination (dst: string, roots: string[]): Promise<{ path: string, resolved: string }> {
+async function checkDestination (dst: string, roots: string[], home?: string): Promise<{ path: string, resolved: string }> {
   if (!isAbsolute(dst)) throw new ControlRefusal('bad-destination', `destination must be an absolute path, got ${JSON.stringify(dst)}`)
   if (dst.includes('\0')) throw new ControlRefusal('bad-destination', 'destination contains NUL')
   // a lone surrogate becomes U+FFFD on disk: two spellings of one directory
@@ -55,22 +59,16 @@ async function checkDestination (dst: string, roots: string[]): Promise<{ path: 
   const norm = normalize(dst).replace(/\/+$/, '') || '/'
   const refuse = (): never => { throw new ControlRefusal('destination-not-allowed', `destination ${norm} is outside the allowed roots: ${roots.join(', ')}`) }
   if (roots.length > 0 && !roots.some(r => isWithin(norm, r))) refuse()
-  let existing = norm
-  let rest = ''
-  for (;;) {
-    const real = await realpath(existing).catch(() => undefined)
-    if (real != null) {
-      const resolved = rest === '' ? real : join(real, rest)
-      if (roots.length > 0) {
-        const realRoots = await Promise.all(roots.map(async r => await realpath(r).catch(() => r)))
-        if (!realRoots.some(r => isWithin(resolved, r))) refuse()
-      }
-      return { path: norm, resolved }
-    }
-    if (existing === '/') return roots.length > 0 ? refuse() : { path: norm, resolved: norm }
-    rest = rest === '' ? basename(existing) : join(basename(existing), rest)
-    existing = dirname(existing)
+  const resolved = await resolveDeepest(norm)
+  if (roots.length > 0) {
+    const realRoots = await Promise.all(roots.map(async r => await realpath(r).catch(() => r)))
+    if (!realRoots.some(r => isWithin(resolved, r))) refuse()
   }
+  if (home != null) {
+    const realHome = await resolveDeepest(resolve(home))
+    if (isWithin(resolved, realHome) || isWithin(realHome, resolved)) throw new ControlRefusal('destination-not-allowed', `destination ${norm} is or holds this daemon's home ${realHome} (its key and trust list); give the daemon another --home to write there`)
+  }
+  return { path: norm, resolved }
 }
 
 const isRoot = process.getuid?.() === 0
@@ -167,7 +165,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     const open = await expectJson(fs, OpenMsg, stepSignal())
     trace('target: open received')
     if (open.version !== PROTOCOL_VERSION) throw new ControlRefusal('version', `protocol version ${open.version} not supported (this daemon speaks ${PROTOCOL_VERSION})`)
-    const { path: dst, resolved } = await checkDestination(open.dst, opts.allowedRoots)
+    const { path: dst, resolved } = await checkDestination(open.dst, opts.allowedRoots, opts.home)
     opts.sessions.lockDestination(resolved, open.session)
     locked = { dst: resolved, id: open.session }
     // the destination is scanned while the source scans its tree

@@ -4,6 +4,7 @@ import { FramedStream, GREETING_LIMITS } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { runSync, TaskError, type SourceOptions, type SyncTask } from '../../src/sync/run-sync.js'
 import { realpath } from 'node:fs/promises'
+import { resolveDeepest } from '../../src/fs/safe-path.js'
 import { isAbsolute, normalize, resolve } from 'node:path'
 import { isWithin } from '../../src/manifest/paths.js'
 import { parseTarget } from '../../src/node/targets.js'
@@ -48,45 +49,61 @@ export interface TaskSourcePolicy {
   home: string
   /** the daemon's --allow-root roots; empty = any directory outside the home */
   roots: string[]
+  /**
+   * Holds the resolved source for the task's length: no session may write in it or over it
+   * meanwhile (it could put a symlink where the check found a directory). Returns the release;
+   * throws when a session writes there now.
+   */
+  hold?: (resolved: string) => () => void
 }
 
 /**
- * Refuses a task's source directory that the policy does not allow, as resolved (realpath),
- * so a symlink cannot lead to the home or out of the roots. A trusted peer may write under
- * the roots; it may not read this host's key and impersonate it to every peer that trusts it.
+ * Refuses a task's source directory that the policy does not allow, as resolved (realpath of
+ * its deepest existing part), so a symlink cannot lead to the home or out of the roots. A
+ * trusted peer may write under the roots; it may not read this host's key and impersonate it to
+ * every peer that trusts it. Returns the resolved path: the task reads that, not the path given.
  */
-export async function checkTaskSource (src: string, policy: TaskSourcePolicy): Promise<void> {
+export async function checkTaskSource (src: string, policy: TaskSourcePolicy): Promise<string> {
   if (!isAbsolute(src)) throw new TaskError('--src must be an absolute path')
-  const resolved = await realpath(src).catch(() => normalize(src))
-  const home = await realpath(policy.home).catch(() => resolve(policy.home))
+  const resolved = await resolveDeepest(normalize(src).replace(/\/+$/, '') || '/')
+  const home = await resolveDeepest(resolve(policy.home))
   if (isWithin(resolved, home) || isWithin(home, resolved)) throw new TaskError(`source ${src} is, or holds, this daemon's home ${home}: a peer's task may not read it`)
-  if (policy.roots.length === 0) return
+  if (policy.roots.length === 0) return resolved
   const roots = await Promise.all(policy.roots.map(async r => await realpath(r).catch(() => r)))
   if (!roots.some(r => isWithin(resolved, r))) throw new TaskError(`source ${src} is outside this daemon's allowed roots (${policy.roots.join(', ')}): a peer's task may read only there`)
+  return resolved
 }
 
 export async function handleTaskStream (node: Libp2p, stream: Stream, connection: Connection, isTrusted: (peer: string) => boolean, policy: TaskSourcePolicy, source: SourceOptions = {}): Promise<void> {
   const remote = connection.remotePeer.toString()
   const fs = new FramedStream(stream, isTrusted(remote) ? { maxFrameBytes: MAX_TASK_FRAME } : GREETING_LIMITS)
+  // the requester keeps its end open until the report: if it closes or resets it first, it is
+  // gone (Ctrl-C), and so is the point of the task
+  const gone = new AbortController()
+  const cancel = (): void => { gone.abort(new Error('the requester went away')) }
+  let release: (() => void) | undefined
   try {
     if (!isTrusted(remote)) {
       await writeJson(fs, { type: 'error', code: 'untrusted', message: `peer ${remote} is not trusted by ${node.peerId.toString()} to start tasks; on that host run: gosync trust ${remote}` })
       return
     }
     const req = await expectJson(fs, Request, AbortSignal.timeout(30_000))
-    await checkTaskSource(req.task.src, policy)
-    // the requester keeps its end open until the report: if it closes or resets it first, it is
-    // gone (Ctrl-C), and so is the point of the task
-    const gone = new AbortController()
-    const cancel = (): void => { gone.abort(new Error('the requester went away')) }
     stream.addEventListener('remoteCloseWrite', cancel)
     stream.addEventListener('close', cancel)
-    const report = await runSync(node, req.task, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) }, { ...source, signal: gone.signal })
+    if (stream.status !== 'open' || stream.remoteWriteStatus === 'closed') cancel()
+    const src = await checkTaskSource(req.task.src, policy)
+    try {
+      release = policy.hold?.(src)
+    } catch (err) {
+      throw new TaskError(`the source ${src} is being written by a session now: ${(err as Error).message}`)
+    }
+    const report = await runSync(node, { ...req.task, src }, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) }, { ...source, signal: gone.signal })
     await writeJson(fs, { type: 'report', report })
   } catch (err) {
     const e = err as Error
     await writeJson(fs, { type: 'error', code: e instanceof TaskError ? 'task' : 'failed', message: e.message }).catch(() => {})
   } finally {
+    release?.()
     await fs.closeWrite()
     await readJson(fs, Request, AbortSignal.timeout(10_000)).catch(() => {})
   }

@@ -18,6 +18,7 @@ import { signerFor } from '../sync/receipt.js'
 import { serveLocalApi, socketPath } from './local-api.js'
 import { PeerTracker } from './peer-tracker.js'
 import { unlink } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 
 export interface DaemonOptions {
@@ -65,14 +66,23 @@ export class Daemon {
     const trees = new FileTreeRecords(join(opts.home, 'trees'))
     const tracker = new PeerTracker(node, isTrusted)
     await node.handle(CONTROL_PROTOCOL, async (stream, connection) => {
-      await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, stallMs, trees, sign: signerFor(privateKey), log: opts.log })
+      await handleControlStream(stream, connection, { node, sessions: this.sessions, isTrusted, allowedRoots: opts.allowedRoots, home: opts.home, stallMs, trees, sign: signerFor(privateKey), log: opts.log })
     }, { maxInboundStreams: CONTROL_STREAMS, runOnLimitedConnection: true })
     await node.handle(RELAY_PROTOCOL, async (stream, connection) => {
       asBulkReceiver(stream)
       await handleRelayStream(node, stream, connection, this.sessions, stallMs)
     }, { maxInboundStreams: RELAY_STREAMS, maxOutboundStreams: RELAY_STREAMS, runOnLimitedConnection: true })
     await node.handle(TASK_PROTOCOL, async (stream, connection) => {
-      await handleTaskStream(node, stream, connection, isTrusted, { home: opts.home, roots: opts.allowedRoots }, sourceOpts)
+      await handleTaskStream(node, stream, connection, isTrusted, {
+        home: opts.home,
+        roots: opts.allowedRoots,
+        // a task's source is locked like a destination: no session writes in it or over it meanwhile
+        hold: (src) => {
+          const id = `task-${randomBytes(8).toString('hex')}`
+          this.sessions.lockDestination(src, id)
+          return () => { this.sessions.unlock(src, id) }
+        }
+      }, sourceOpts)
     }, { runOnLimitedConnection: true })
     this.server = await serveLocalApi(opts.home, async (req, send, gone) => {
       if (req.type === 'status') {

@@ -1,5 +1,5 @@
-import { lstat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { lstat, realpath } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import { checkRelativePath, parentOf } from '../manifest/paths.js'
 
 export class UnsafePathError extends Error {
@@ -61,5 +61,21 @@ export class DestinationRoot {
     for (const d of this.verified) {
       if (d === rel || d.startsWith(rel + '/')) this.verified.delete(d)
     }
+  }
+}
+
+/**
+ * `path` (absolute, normalized) as resolved: the realpath of its deepest existing part, with
+ * the rest appended. A path that does not exist yet resolves like its nearest existing parent.
+ */
+export async function resolveDeepest (path: string): Promise<string> {
+  let existing = path
+  let rest = ''
+  for (;;) {
+    const real = await realpath(existing).catch(() => undefined)
+    if (real != null) return rest === '' ? real : join(real, rest)
+    if (existing === '/') return path
+    rest = rest === '' ? basename(existing) : join(basename(existing), rest)
+    existing = dirname(existing)
   }
 }

@@ -216,8 +216,9 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     if (rejoinTimer != null) await new Promise(resolve => setTimeout(resolve, REJOIN_DELAY_MS / 5))
   }
 
-  const switched = isAtomic(task) ? await switchAll(ctx, targets) : undefined
+  // every round is over: from here (--atomic: the switch, all or none) a cancel no longer applies
   cancel.close()
+  const switched = isAtomic(task) ? await switchAll(ctx, targets) : undefined
   for (const t of targets) {
     if (t.carried == null) continue
     t.report.files += t.carried.files

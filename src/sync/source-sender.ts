@@ -220,7 +220,8 @@ class ClassSender {
       let sent = offset
       // read ahead one frame while the previous one is being sent
       next = file.read(sent, Math.min(this.opts.frameBytes, e.size - sent))
-      while (next != null) {
+      // (every child gone, a cancelled task say: the rest of the file is not read for nobody)
+      while (next != null && this.anyAlive()) {
         const chunk: Buffer = await next
         if (chunk.byteLength === 0) {
           await this.skip(index, 'file shrank while being sent')

@@ -379,6 +379,8 @@ export class TargetSession {
     this.planTaken.resolve()
     this.endHashes(new Error('session abandoned'))
     this.receiver?.abort(new Error('session abandoned'))
+    // nothing may still be written (kept parts included) once the handler lets the destination go
+    await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 60_000).unref())])
     if (this.changes != null && !this.init.dryRun && !this.atomic) await finalizeDirectories(this.dst, this.init.manifest).catch(() => {})
   }
 

@@ -884,7 +884,7 @@ describe('hostile input', () => {
     assertAlive(stranger);
   });
 
-  test('6b. a trusted peer\'s task may not read the daemon\'s home, nor outside --allow-root', { timeout: 120_000 }, async (t) => {
+  test('6b. a trusted peer\'s task may not read the daemon\'s home, nor outside --allow-root, nor what a session writes; no session writes in or over the home', { timeout: 120_000 }, async (t) => {
     const why = skipReason();
     if (why) return t.skip(why);
     // a link to the victim's home, inside a directory it may otherwise read
@@ -919,6 +919,32 @@ describe('hostile input', () => {
     // under the allowed root the task runs (its one target, the attacker, is no daemon: it fails)
     const ok = await task(fenced, lab.common('allowed'));
     assert.equal(ok.type, 'report', JSON.stringify(ok));
+    // a source that a session is writing now (it could swap a directory for a link to the home
+    // after the check): refused; a task's source is held like a destination while it runs
+    const held = await dial(victim, CONTROL_PROTOCOL);
+    try {
+      await writeJson(held.fs, splitOpen(openMsg(lab.common('held')))[0]);
+      victimAllowedTop.add('held');
+      await new Promise((r) => setTimeout(r, 300));
+      const m = await task(victim, lab.common('held', 'sub'));
+      assert.equal(m.type, 'error', JSON.stringify(m));
+      assert.match(String(m.message), /being written by a session now/, JSON.stringify(m));
+      t.diagnostic(`a source being written: ${m.message}`);
+    } finally {
+      drop(held.stream);
+    }
+    // nor may a session write in the daemon's home, or over it
+    for (const [what, dst] of [['in the home', path.join(lab.home('victim'), 'x')], ['over the home', path.dirname(lab.home('victim'))]] as const) {
+      const { stream, fs } = await dial(victim, CONTROL_PROTOCOL);
+      try {
+        await writeOpen(fs, openMsg(dst));
+        await writeJson(fs, { type: 'manifest-end', digest: digestOf([]) });
+        const m = await expectError(fs, 'destination-not-allowed', /this daemon's home/, `a destination ${what}`);
+        t.diagnostic(`a destination ${what}: ${m.message}`);
+      } finally {
+        drop(stream);
+      }
+    }
     assertAlive(victim, fenced);
   });
 
