@@ -2,7 +2,6 @@
 // the CLI exits 130, each target keeps what it received, and the next sync continues from it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
@@ -15,21 +14,13 @@ import {
   NODE_FLAGS,
   rsyncOracle,
   targetOf,
+  tempBytesIn,
   waitFor,
   writeLargeFile,
 } from '../lab/hosts.js';
 
 const MiB = 1024 * 1024;
 const SIZE = 512 * MiB;
-
-/** Bytes in the target's temp files under `dir` (the file being received, or its kept part). */
-async function tempBytes(dir: string): Promise<number> {
-  let n = 0;
-  for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
-    if (name.startsWith('.gosync-tmp-')) n += (await fsp.stat(path.join(dir, name)).catch(() => ({ size: 0 }))).size;
-  }
-  return n;
-}
 
 describe('Ctrl-C on gosync sync', () => {
   let lab: Lab;
@@ -56,9 +47,9 @@ describe('Ctrl-C on gosync sync', () => {
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal != null ? -1 : null))));
     // interrupt once the data flows
-    const flowing = await waitFor(async () => (await tempBytes(dst)) > 0, { timeoutMs: 60_000, intervalMs: 20 });
+    const flowing = await waitFor(async () => (await tempBytesIn(dst)) > 0, { timeoutMs: 60_000, intervalMs: 20 });
     assert.ok(flowing, `no data reached the target\n${stderr}`);
-    const atInterrupt = await tempBytes(dst);
+    const atInterrupt = await tempBytesIn(dst);
     const sent = performance.now();
     child.kill('SIGINT');
     const code = await exited;
@@ -70,14 +61,14 @@ describe('Ctrl-C on gosync sync', () => {
     // the daemon's task stopped: the target's part stops growing and the file never appears
     let last = -1;
     assert.ok(await waitFor(async () => {
-      const now = await tempBytes(dst);
+      const now = await tempBytesIn(dst);
       const still = now === last;
       last = now;
       return still;
     }, { timeoutMs: 30_000, intervalMs: 1000 }), 'the target kept receiving');
     await new Promise((r) => setTimeout(r, 2000));
     assert.equal(await exists(path.join(dst, 'big.bin')), false, 'the cancelled task went on to the end');
-    const kept = await tempBytes(dst);
+    const kept = await tempBytesIn(dst);
     t.diagnostic(`kept part: ${(kept / MiB).toFixed(0)} MiB of ${SIZE / MiB}`);
     assert.ok(kept > 0 && kept < SIZE, `kept ${kept} bytes`);
 
