@@ -18,6 +18,11 @@ export const MAX_CONTROL_FRAME = 16 * 1024 * 1024
 export const ENTRIES_PER_BATCH = 2000
 /** Largest tree a target accepts (entries); bounds its memory. */
 export const MAX_ENTRIES = 1_000_000
+/**
+ * ... and the characters of its paths and link targets together: 1,000,000 entries of paths and
+ * targets up to 4096 characters each would be ~8 G; real trees average ~100 per entry.
+ */
+export const MAX_MANIFEST_CHARS = 256 * 1024 * 1024
 /** The source waits for every target's needs before it plans; it fails stalled targets itself. */
 export const PLAN_TIMEOUT_MS = 30 * 60_000
 /** A target sends a heartbeat this often while it works, so the source can tell stalled from busy. */

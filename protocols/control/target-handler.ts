@@ -13,7 +13,7 @@ import { scanDestination, TargetSession, type LocalScan } from '../../src/sync/t
 import { recordFor, scanFingerprint, type ScannedTree, type TreeRecordStore } from '../../src/sync/tree-record.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
 import { signReceipt, type Receipt, type Signer } from '../../src/sync/receipt.js'
-import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, PLAN_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
+import { HEARTBEAT_MS, MAX_CONTROL_FRAME, MAX_ENTRIES, MAX_MANIFEST_CHARS, PLAN_TIMEOUT_MS, PROTOCOL_VERSION, SCAN_MAX_AGE_MS } from './consts.js'
 import { SourceInbox } from './source-inbox.js'
 import { dropChildLinks, openChildLinksEarly } from '../relay/early-links.js'
 import { MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../relay/consts.js'
@@ -118,22 +118,25 @@ async function serveKnownTree (fs: FramedStream, digest: string, open: z.infer<t
  * them while it still walks its tree. Refuses more than `maxEntries` entries or a digest that
  * is not the announced one.
  */
-export async function receiveManifest (fs: FramedStream, root: RootMeta, stepSignal: () => AbortSignal, maxEntries = MAX_ENTRIES): Promise<{ entries: Entry[], digest: string, incomplete: boolean }> {
+export async function receiveManifest (fs: FramedStream, root: RootMeta, stepSignal: () => AbortSignal, maxEntries = MAX_ENTRIES, maxChars = MAX_MANIFEST_CHARS): Promise<{ entries: Entry[], digest: string, incomplete: boolean }> {
   const entries: Entry[] = []
   const digester = new ManifestDigester(root)
-  const end = await receiveEntries(fs, entries, new ManifestShapeChecker(), digester, stepSignal, maxEntries)
+  const end = await receiveEntries(fs, entries, new ManifestShapeChecker(), digester, stepSignal, maxEntries, maxChars)
   const digest = digester.digest()
   if (digest !== end.digest) throw new ControlRefusal('bad-digest', `manifest digest mismatch: computed ${digest}, announced ${end.digest}`)
   return { entries, digest, incomplete: end.incomplete === true }
 }
 
 /** receiveManifest's loop (a hot loop in a function of its own: docs/ARCHITECTURE.md); returns `manifest-end`. */
-async function receiveEntries (fs: FramedStream, entries: Entry[], shape: ManifestShapeChecker, digester: ManifestDigester, stepSignal: () => AbortSignal, maxEntries: number): Promise<{ digest: string, incomplete?: boolean }> {
+async function receiveEntries (fs: FramedStream, entries: Entry[], shape: ManifestShapeChecker, digester: ManifestDigester, stepSignal: () => AbortSignal, maxEntries: number, maxChars: number): Promise<{ digest: string, incomplete?: boolean }> {
+  let chars = 0
   for (;;) {
     const m = await expectJson(fs, ManifestPartMsg, stepSignal(), isEntriesMsg)
     if (m.type === 'manifest-end') return m
     if (m.type === 'heartbeat') continue
     if (entries.length + m.entries.length > maxEntries) throw new ControlRefusal('too-large', `manifest of more than ${maxEntries} entries`)
+    for (const e of m.entries) chars += e.path.length + (e.target?.length ?? 0)
+    if (chars > maxChars) throw new ControlRefusal('too-large', `manifest whose paths and link targets take more than ${maxChars} characters`)
     const batch = m.entries.map(toEntry)
     try {
       shape.check(batch)

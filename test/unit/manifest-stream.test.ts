@@ -152,6 +152,17 @@ describe('receiveManifest (a target reading a streamed manifest)', () => {
     assert.equal(err.code, 'too-large')
   })
 
+  test('paths and link targets over the character budget: too-large, at the batch that crosses it', async () => {
+    const { source, target } = await pair()
+    // 'a', 'a/x', 'b': 5 characters; the second batch ('b/y', 'c') takes it to 9
+    const got = refusal(receiveManifest(target, ROOT, step, 1000, 7))
+    await writeJson(source, { type: 'entries', entries: entries.slice(0, 3).map(fromEntry) })
+    await writeJson(source, { type: 'entries', entries: entries.slice(3).map(fromEntry) })
+    const err = await got
+    assert.equal(err.code, 'too-large')
+    assert.match(err.message, /more than 7 characters/)
+  })
+
   test('a digest that is not the entries\': bad-digest', async () => {
     const { source, target } = await pair()
     const got = refusal(receiveManifest(target, ROOT, step))
