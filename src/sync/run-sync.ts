@@ -149,6 +149,8 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
       deferHashMin: DEFER_HASH_MIN,
       onWarning: (message) => { onEvent({ type: 'warning', message }) },
       onReadError: () => { unreadable++ },
+      // the prefix is gosync's own on every target (temps, kept parts, the stage): never sent
+      onTempFile: (path) => { onEvent({ type: 'warning', message: `skipping ${path}: names starting with .gosync-tmp- are reserved for gosync's temp files` }) },
       onRoot: (root) => { walked.setRoot(root) },
       onEntries: (entries) => { walked.push(entries) }
     })

@@ -215,9 +215,12 @@ class ClassSender {
       return
     }
     let next: Promise<Buffer> | undefined
+    /** bytes of the file handed to the children (a SKIP after all of them would be out of sequence) */
+    let handedOn = -1
     try {
       await this.sendAll([encodeBegin(index, offset)])
       let sent = offset
+      handedOn = offset
       // read ahead one frame while the previous one is being sent
       next = file.read(sent, Math.min(this.opts.frameBytes, e.size - sent))
       // (every child gone, a cancelled task say: the rest of the file is not read for nobody)
@@ -230,10 +233,14 @@ class ClassSender {
         sent += chunk.byteLength
         next = sent < e.size ? file.read(sent, Math.min(this.opts.frameBytes, e.size - sent)) : undefined
         await this.sendData(chunk)
+        handedOn = sent
       }
       const digest = await file.close()
       if (digest != null && sent === e.size) this.opts.onFileHash?.(index, digest)
     } catch (err) {
+      // every byte went out (closing failed): the file is complete for the children, and a SKIP
+      // now would be out of sequence; without its deferred hash it fails there by itself
+      if (handedOn === e.size) return
       // mid-file: the message says more than a bare code
       await this.skip(index, (err as Error).message)
     } finally {

@@ -42,4 +42,17 @@ describe('stale temp files', () => {
     assert.deepEqual((await readdir(join(dst, 'sub'))).filter((n) => n.startsWith('.gosync-tmp-')), []);
     assert.equal(await rsyncOracle(lab.hostPath('src', 'data'), dst), '');
   });
+  test('a source file under the reserved .gosync-tmp- prefix is not sent, and the CLI says so', { timeout: 120_000 }, async (t) => {
+    if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
+    const src = lab.hostPath('src', 'reserved');
+    await mkdir(src, { recursive: true });
+    await writeFile(join(src, '.gosync-tmp-mine'), 'a name gosync keeps for itself');
+    await writeFile(join(src, 'ok.txt'), 'ok');
+    const r = await lab.runCli(['sync', '-t', target.addr, '--src', lab.common('reserved'), '--dst', lab.common('reserved-copy'), '--home', source.home]);
+    assert.equal(r.code, 0, fmt(r));
+    assert.match(r.stderr, /skipping \.gosync-tmp-mine: names starting with \.gosync-tmp- are reserved/, fmt(r));
+    const dst = lab.hostPath('t1', 'reserved-copy');
+    assert.deepEqual((await readdir(dst)).sort(), ['ok.txt']);
+    assert.equal(await rsyncOracle(src, dst, ['--exclude=.gosync-tmp-*']), '');
+  });
 });
