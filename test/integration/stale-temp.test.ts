@@ -42,6 +42,7 @@ describe('stale temp files', () => {
     assert.deepEqual((await readdir(join(dst, 'sub'))).filter((n) => n.startsWith('.gosync-tmp-')), []);
     assert.equal(await rsyncOracle(lab.hostPath('src', 'data'), dst), '');
   });
+
   test('a source file under the reserved .gosync-tmp- prefix is not sent, and the CLI says so', { timeout: 120_000 }, async (t) => {
     if (!lab.views) return t.skip(`needs a separate filesystem view per host: ${lab.viewsReason}`);
     const src = lab.hostPath('src', 'reserved');
