@@ -172,6 +172,8 @@ export class TargetSession {
       const e = manifest.entries[i]
       const part = partialPathFor(this.atomic ? join(this.stageDir, contentKey(e)) : join(this.init.dst, e.path), e)
       if (!this.atomic && !staleSet.has(part)) continue
+      // two files of one content in one directory share a part's name: it continues one of them
+      if (keep.has(part)) continue
       const st = await lstat(part).catch(() => undefined)
       if (st?.isFile() === true && st.size > 0 && st.size < e.size) {
         this.resumeOffsets.set(i, st.size)
