@@ -173,7 +173,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
 
-  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), deferredHashes: new Map(), cancel }
+  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), cancel }
   // A target whose transfer was cut (a relay above it died) but which still answers is
   // re-attached at once, while the other targets go on: targets cut by the same failure
   // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
@@ -269,6 +269,8 @@ interface TargetState {
   staged?: boolean
   /** files of needs.have whose content equals the source's: metadata only (plan.same) */
   same?: number[]
+  /** deferred files' hashes this target's sessions established (sent to it, or `same`): what its receipt binds */
+  hashes?: Map<number, string>
   /** re-attached: what the cut rounds completed (files, bytes) and the first round's changes */
   carried?: { files: number, bytes: number, changes: { created: number, deleted: number, updated: number } }
 }
@@ -285,7 +287,7 @@ async function takeResult (ctx: RoundContext, t: TargetState, r: z.infer<typeof 
   if (r.receipt != null) {
     // deferred files bind the hashes this target's session established: those of the files it received or had (plan.same)
     const established = new Set([...(t.files ?? []), ...(t.same ?? [])])
-    const digest = contentDigest(ctx.manifest.digest, ctx.manifest.entries, (i) => established.has(i) ? ctx.deferredHashes.get(i) : undefined)
+    const digest = contentDigest(ctx.manifest.digest, ctx.manifest.entries, (i) => established.has(i) ? t.hashes?.get(i) : undefined)
     const verified = await verifyReceipt(t.link!.peer, { session: t.session!, dst: ctx.task.dst, digest }, r.receipt)
     t.report.receipt = { ...r.receipt, session: t.session!, verified }
     if (!verified) {
@@ -340,8 +342,6 @@ interface RoundContext {
   hashCache?: FileHashCache
   /** hashes of deferred files computed on a target's `have` (one read per file per task) */
   sourceHashes: Map<number, Promise<string | undefined>>
-  /** every deferred file's hash the source has computed (sent, or for a `have`): what receipts bind */
-  deferredHashes: Map<number, string>
   cancel: Cancel
 }
 
@@ -352,7 +352,6 @@ async function sourceHashOf (ctx: RoundContext, i: number): Promise<string | und
     const e = ctx.manifest.entries[i]
     h = hashFile(join(ctx.task.src, e.path), undefined, e.size).then((hash) => {
       ctx.hashCache?.store(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, hash)
-      ctx.deferredHashes.set(i, hash)
       return hash
     }, () => undefined)
     ctx.sourceHashes.set(i, h)
@@ -416,7 +415,11 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       t.same = []
       for (const [i, h] of needs.have ?? []) {
         if (!asked.has(i) || manifest.entries[i].hash != null) throw new TaskError('target offered a file it may not offer')
-        if (await sourceHashOf(ctx, i) === h) t.same.push(i)
+        if (await sourceHashOf(ctx, i) === h) {
+          t.same.push(i)
+          t.hashes ??= new Map()
+          t.hashes.set(i, h)
+        }
       }
       if (t.same.length > 0) {
         const same = new Set(t.same)
@@ -471,7 +474,8 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       onLinks: (links) => { for (const l of links) ctx.cancel.add(l) },
       beforeSend: () => { for (const l of memberLinks) l?.flushHashes() },
       onFileHash: (i, hash) => {
-        ctx.deferredHashes.set(i, hash)
+        // each target's receipt binds what this class sent it (a file read again later may differ)
+        for (const m of c.members) (m.hashes ??= new Map()).set(i, hash)
         for (const l of memberLinks) l?.sendHash(i, hash)
         const e = manifest.entries[i]
         ctx.hashCache?.store(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, hash)
