@@ -152,7 +152,7 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       const frameBytes = frame.byteLength
       // a parent that ignores the credit it was given would fill this node's memory
       uncredited += frameBytes
-      if (uncredited > WINDOW_BYTES + MAX_FRAME_BYTES + 64) throw new BadFrameError(`the parent sent ${uncredited} bytes beyond the credit it was given (window ${WINDOW_BYTES})`)
+      if (uncredited > WINDOW_BYTES + MAX_FRAME_BYTES + 64) throw new BadFrameError(`the parent sent beyond the credit it was given: ${uncredited} bytes unacknowledged (window ${WINDOW_BYTES})`)
       if (f.kind === FrameKind.End) {
         // END goes to the children (ChildLink.finish, which then waits for their verdict) as soon
         // as they have every frame, not after this node's own files are durable: a chain would

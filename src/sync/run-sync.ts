@@ -71,7 +71,7 @@ export interface SourceOptions {
   /**
    * Cancels the task (the user pressed Ctrl-C, or the CLI that asked for it went away): every
    * target's session and relay stream is cut at once, each target keeps the file it was
-   * receiving as a part for the next run, and the report says `cancelled` for each target.
+   * receiving as a part for the next run, and every target not yet done is reported failed.
    */
   signal?: AbortSignal
 }
