@@ -97,6 +97,8 @@ export async function handleTaskStream (node: Libp2p, stream: Stream, connection
     } catch (err) {
       throw new TaskError(`the source ${src} is being written by a session now: ${(err as Error).message}`)
     }
+    // a session that ended between the check and the hold may have changed what the path leads to
+    if (policy.hold != null && await checkTaskSource(req.task.src, policy) !== src) throw new TaskError(`the source ${req.task.src} changed while it was being checked`)
     const report = await runSync(node, { ...req.task, src }, (event) => { writeJson(fs, { type: 'event', event }).catch(() => {}) }, { ...source, signal: gone.signal })
     await writeJson(fs, { type: 'report', report })
   } catch (err) {

@@ -46,8 +46,8 @@ describe('Ctrl-C on gosync sync', () => {
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal != null ? -1 : null))));
-    // interrupt once the data flows
-    const flowing = await waitFor(async () => (await tempBytesIn(dst)) > 0, { timeoutMs: 60_000, intervalMs: 20 });
+    // interrupt once the data flows (a new temp file has a 4 KiB probe block at once: wait for more)
+    const flowing = await waitFor(async () => (await tempBytesIn(dst)) >= 16 * MiB, { timeoutMs: 60_000, intervalMs: 10 });
     assert.ok(flowing, `no data reached the target\n${stderr}`);
     const atInterrupt = await tempBytesIn(dst);
     const sent = performance.now();
