@@ -302,11 +302,18 @@ export class TargetSession {
     const st = await lstat(dir).catch(() => undefined)
     // only a stage this daemon's user made and nobody else can write is re-used
     if (st?.isDirectory() !== true || st.uid !== euid || (st.mode & 0o077) !== 0) {
-      if (st != null) await rm(dir, { force: true, recursive: true })
-      // the tree must look untouched until the switch: keep the root's mtime
+      // the tree must look untouched until the switch: keep the root's mtime (read before
+      // anything changes it) and mode (a daemon that is not root writes into a 0555 root only so)
       const root = await lstat(this.init.dst)
-      await mkdir(dir, { mode: 0o700 })
-      await utimes(this.init.dst, root.atime, root.mtime)
+      const lend = !isRoot && (root.mode & 0o700) !== 0o700
+      if (lend) await chmod(this.init.dst, (root.mode & 0o7777) | 0o700)
+      try {
+        if (st != null) await rm(dir, { force: true, recursive: true })
+        await mkdir(dir, { mode: 0o700 })
+      } finally {
+        if (lend) await chmod(this.init.dst, root.mode & 0o7777)
+        await utimes(this.init.dst, root.atime, root.mtime)
+      }
     }
     const firstUse = new Map<string, number>()
     for (const i of fetch) if (!firstUse.has(contentKey(this.entries[i]))) firstUse.set(contentKey(this.entries[i]), i)

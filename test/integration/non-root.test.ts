@@ -31,8 +31,8 @@ describe('a target daemon that is not root', () => {
     await lab?.cleanup();
   });
 
-  async function sync(what: string): Promise<SyncRun> {
-    const r = await lab.syncJson(['-t', target!.addr, '--src', lab.common('tree'), '--dst', lab.common('dst'), '-d'], { home: source.home });
+  async function sync(what: string, extra: string[] = []): Promise<SyncRun> {
+    const r = await lab.syncJson(['-t', target!.addr, '--src', lab.common('tree'), '--dst', lab.common('dst'), '-d', ...extra], { home: source.home });
     assert.equal(r.code, 0, `${what}\n${ctx(r)}`);
     assert.notEqual(targetOf(r.report, target!).status, 'failed', `${what}\n${ctx(r)}`);
     // owners: a daemon that is not root keeps its own (as rsync run by that user does)
@@ -71,5 +71,20 @@ describe('a target daemon that is not root', () => {
     const r = await sync('second sync');
     t.diagnostic(JSON.stringify(targetOf(r.report, target!)));
     assert.equal(targetOf(r.report, target!).deleted, 2, ctx(r));
+
+    // --atomic into the same tree with its root read-only (0555 on the target first): the stage is
+    // made in it, a file switches into a read-only directory, and the directory modes come back
+    await fsp.chmod(src, 0o555);
+    try {
+      await sync('the root made read-only');
+      assert.equal((await fsp.stat(dst)).mode & 0o777, 0o555, 'the root is read-only on the target');
+      await fsp.chmod(path.join(src, 'ro'), 0o755);
+      await fsp.writeFile(path.join(src, 'ro/atomic.txt'), 'staged\n');
+      await fsp.chmod(path.join(src, 'ro'), 0o555);
+      await sync('--atomic sync into a read-only root', ['--atomic']);
+      assert.equal((await fsp.stat(dst)).mode & 0o777, 0o555, 'the root keeps its mode');
+    } finally {
+      await fsp.chmod(src, 0o755);
+    }
   });
 });
