@@ -1,5 +1,4 @@
 import { trace } from '../../src/trace.js'
-import { realpath } from 'node:fs/promises'
 import { isAbsolute, normalize, resolve } from 'node:path'
 import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream, GREETING_LIMITS } from '../framing/framed-stream.js'
@@ -7,8 +6,8 @@ import { expectJson, readJson, writeJson } from '../framing/json.js'
 import { ManifestDigester } from '../../src/manifest/digest.js'
 import { ManifestShapeChecker } from '../../src/manifest/validate.js'
 import type { Entry, RootMeta } from '../../src/manifest/types.js'
-import { isWithin } from '../../src/manifest/paths.js'
-import { resolveDeepest } from '../../src/fs/safe-path.js'
+import { isWithin, overlaps } from '../../src/manifest/paths.js'
+import { resolveDeepest, underRoots } from '../../src/fs/safe-path.js'
 import { scanDestination, TargetSession, type LocalScan } from '../../src/sync/target-session.js'
 import { recordFor, scanFingerprint, type ScannedTree, type TreeRecordStore } from '../../src/sync/tree-record.js'
 import type { SessionRegistry } from '../../src/sync/sessions.js'
@@ -60,13 +59,10 @@ async function checkDestination (dst: string, roots: string[], home?: string): P
   const refuse = (): never => { throw new ControlRefusal('destination-not-allowed', `destination ${norm} is outside the allowed roots: ${roots.join(', ')}`) }
   if (roots.length > 0 && !roots.some(r => isWithin(norm, r))) refuse()
   const resolved = await resolveDeepest(norm)
-  if (roots.length > 0) {
-    const realRoots = await Promise.all(roots.map(async r => await realpath(r).catch(() => r)))
-    if (!realRoots.some(r => isWithin(resolved, r))) refuse()
-  }
+  if (roots.length > 0 && !await underRoots(resolved, roots)) refuse()
   if (home != null) {
     const realHome = await resolveDeepest(resolve(home))
-    if (isWithin(resolved, realHome) || isWithin(realHome, resolved)) throw new ControlRefusal('destination-not-allowed', `destination ${norm} is or holds this daemon's home ${realHome} (its key and trust list); give the daemon another --home to write there`)
+    if (overlaps(resolved, realHome)) throw new ControlRefusal('destination-not-allowed', `destination ${norm} is or holds this daemon's home ${realHome} (its key and trust list); give the daemon another --home to write there`)
   }
   return { path: norm, resolved }
 }

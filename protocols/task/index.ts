@@ -3,10 +3,9 @@ import type { Connection, Libp2p, Stream } from '@libp2p/interface'
 import { FramedStream, GREETING_LIMITS } from '../framing/framed-stream.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { runSync, TaskError, type SourceOptions, type SyncTask } from '../../src/sync/run-sync.js'
-import { realpath } from 'node:fs/promises'
-import { resolveDeepest } from '../../src/fs/safe-path.js'
+import { resolveDeepest, underRoots } from '../../src/fs/safe-path.js'
 import { isAbsolute, normalize, resolve } from 'node:path'
-import { isWithin } from '../../src/manifest/paths.js'
+import { overlaps } from '../../src/manifest/paths.js'
 import { parseTarget } from '../../src/node/targets.js'
 import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
 
@@ -67,10 +66,9 @@ export async function checkTaskSource (src: string, policy: TaskSourcePolicy): P
   if (!isAbsolute(src)) throw new TaskError('--src must be an absolute path')
   const resolved = await resolveDeepest(normalize(src).replace(/\/+$/, '') || '/')
   const home = await resolveDeepest(resolve(policy.home))
-  if (isWithin(resolved, home) || isWithin(home, resolved)) throw new TaskError(`source ${src} is, or holds, this daemon's home ${home}: a peer's task may not read it`)
+  if (overlaps(resolved, home)) throw new TaskError(`source ${src} is, or holds, this daemon's home ${home}: a peer's task may not read it`)
   if (policy.roots.length === 0) return resolved
-  const roots = await Promise.all(policy.roots.map(async r => await realpath(r).catch(() => r)))
-  if (!roots.some(r => isWithin(resolved, r))) throw new TaskError(`source ${src} is outside this daemon's allowed roots (${policy.roots.join(', ')}): a peer's task may read only there`)
+  if (!await underRoots(resolved, policy.roots)) throw new TaskError(`source ${src} is outside this daemon's allowed roots (${policy.roots.join(', ')}): a peer's task may read only there`)
   return resolved
 }
 

@@ -1,6 +1,6 @@
 import { lstat, realpath } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { checkRelativePath, parentOf } from '../manifest/paths.js'
+import { checkRelativePath, isWithin, parentOf } from '../manifest/paths.js'
 
 export class UnsafePathError extends Error {
   override name = 'UnsafePathError'
@@ -78,4 +78,10 @@ export async function resolveDeepest (path: string): Promise<string> {
     rest = rest === '' ? basename(existing) : join(basename(existing), rest)
     existing = dirname(existing)
   }
+}
+
+/** `resolved` (see resolveDeepest) lies under one of `roots`, each taken as it resolves. */
+export async function underRoots (resolved: string, roots: readonly string[]): Promise<boolean> {
+  const real = await Promise.all(roots.map(async r => await realpath(r).catch(() => r)))
+  return real.some(r => isWithin(resolved, r))
 }

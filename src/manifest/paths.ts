@@ -55,6 +55,11 @@ export function comparePaths (a: string, b: string): number {
   return a.length - b.length
 }
 
+/** True when one of `a` and `b` is the other or lies below it: writing one touches the other. */
+export function overlaps (a: string, b: string): boolean {
+  return isWithin(a, b) || isWithin(b, a)
+}
+
 /** True when `path` is `dir` or lies below it (relative paths, or absolute ones: '/' holds every absolute path). */
 export function isWithin (path: string, dir: string): boolean {
   return path === dir || path.startsWith(dir.endsWith('/') ? dir : dir + '/')

@@ -1,4 +1,4 @@
-import { isWithin } from '../manifest/paths.js'
+import { overlaps } from '../manifest/paths.js'
 import type { TargetSession } from './target-session.js'
 
 export class DestinationBusyError extends Error {
@@ -16,7 +16,7 @@ export class SessionRegistry {
   /** `dst` as resolved (realpath of its deepest existing part): one directory has one key */
   lockDestination (dst: string, session: string): void {
     for (const [d, s] of this.busy) {
-      if (isWithin(dst, d) || isWithin(d, dst)) {
+      if (overlaps(dst, d)) {
         throw new DestinationBusyError(`destination ${dst} is in use by session ${s}; try again when it ends`)
       }
     }

@@ -387,9 +387,8 @@ export class TargetSession {
     this.closed = true
     this.planTaken.resolve()
     this.endHashes(new Error('session abandoned'))
-    this.receiver?.abort(new Error('session abandoned'))
     // nothing may still be written (kept parts included) once the handler lets the destination go
-    await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 60_000).unref())])
+    await this.stopReceiver(new Error('session abandoned'))
     if (this.changes != null && !this.init.dryRun && !this.atomic) await finalizeDirectories(this.dst, this.init.manifest).catch(() => {})
   }
 
@@ -439,6 +438,12 @@ export class TargetSession {
    * Settles when the relay receiver (if any) has stopped writing: kept parts and small-file
    * batches included. The destination is not released before (at most 10 min).
    */
+  /** Stops the relay receiver and waits (at most a minute) until it has stopped writing. */
+  private async stopReceiver (err: Error): Promise<void> {
+    this.receiver?.abort(err)
+    await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 60_000).unref())])
+  }
+
   async receiverStopped (): Promise<void> {
     await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 10 * 60_000).unref())])
   }
@@ -474,8 +479,7 @@ export class TargetSession {
       } catch (err) {
         failures.push((err as Error).message)
         // make sure nothing is still being written while directories are finalized
-        this.receiver?.abort(err as Error)
-        await Promise.race([this.receiver?.done, new Promise(resolve => setTimeout(resolve, 60_000).unref())])
+        await this.stopReceiver(err as Error)
       } finally {
         clearInterval(timer)
       }
