@@ -125,7 +125,8 @@ export const TreeMsg = z.object({ type: z.literal('tree'), digest: z.string().re
 export const TreeCheckMsg = z.object({ type: z.literal('tree-check'), same: z.boolean() })
 export const ReadyMsg = z.object({ type: z.literal('ready') })
 export const HeartbeatMsg = z.object({ type: z.literal('heartbeat'), files: uint, bytes: uint })
-export const ChildFailedMsg = z.object({ type: z.literal('child-failed'), peer: peerId, error: z.string().max(4096) })
+/** `slow`: the child was cut off as a laggard (it held the tree back; relay/laggard.ts), not lost */
+export const ChildFailedMsg = z.object({ type: z.literal('child-failed'), peer: peerId, error: z.string().max(4096), slow: z.boolean().optional() })
 /** --atomic: every needed file is received and verified in the stage; nothing switched yet */
 export const StagedMsg = z.object({ type: z.literal('staged'), ok: z.boolean(), error: z.string().max(65536).optional(), files: uint, bytes: uint })
 /** The target's signature over its final state (see src/sync/receipt.ts) */

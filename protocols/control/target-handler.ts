@@ -208,7 +208,7 @@ export async function handleControlStream (stream: Stream, connection: Connectio
     session = new TargetSession({ id: open.session, sourcePeer: remote, dst, delete: open.delete && !incomplete, dryRun: open.dryRun, compress: open.compress, atomic: open.atomic, stallMs: opts.stallMs, localScan, manifest: { root, entries, digest }, onWarning: opts.log })
     opts.sessions.add(session)
     const s = session
-    session.onChildFailed = (peer, error) => { writeJson(fs, { type: 'child-failed', peer, error: error.slice(0, 4000) }).catch(() => {}) }
+    session.onChildFailed = (peer, error, tooSlow) => { writeJson(fs, { type: 'child-failed', peer, error: error.slice(0, 4000), ...(tooSlow === true ? { slow: true } : {}) }).catch(() => {}) }
     const needs = await session.prepare()
     trace('target: prepared')
     await writeJson(fs, { type: 'needs', files: needs.files, bytes: needs.bytes, resume: needs.resume, have: needs.have.length > 0 ? needs.have : undefined, changes: session.counts })

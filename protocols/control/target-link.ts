@@ -44,7 +44,7 @@ type Of<T extends Msg['type']> = Extract<Msg, { type: T }>
 export class TargetLink {
   progress = { files: 0, bytes: 0 }
   /** a relay child of this target failed (reported by the target; the child reports its own outcome too) */
-  onChildFailed?: (peer: string, error: string) => void
+  onChildFailed?: (peer: string, error: string, tooSlow: boolean) => void
   private constructor (readonly peer: string, readonly remoteAddr: string, readonly muxer: string | undefined, private readonly fs: FramedStream, private readonly stallMs: number) {}
 
   static async open (node: Libp2p, target: PeerId | Multiaddr | Multiaddr[], stallMs: number): Promise<TargetLink> {
@@ -132,7 +132,7 @@ export class TargetLink {
       if (m.type === 'heartbeat') { this.progress = { files: m.files, bytes: m.bytes }; continue }
       // a tree check the source did not wait for (the digest was not this manifest's)
       if (m.type === 'tree-check' && want !== 'tree-check') continue
-      if (m.type === 'child-failed') { this.onChildFailed?.(m.peer, m.error); continue }
+      if (m.type === 'child-failed') { this.onChildFailed?.(m.peer, m.error, m.slow === true); continue }
       if (m.type !== want) throw new ProtocolError(`expected '${want}', got '${m.type}'`)
       return m as Of<T>
     }
@@ -220,7 +220,7 @@ export class TargetLink {
           if (m == null) throw new ProtocolError('the target closed the control stream while staged')
           this.heard = performance.now()
           if (m.type === 'heartbeat') continue
-          if (m.type === 'child-failed') { this.onChildFailed?.(m.peer, m.error); continue }
+          if (m.type === 'child-failed') { this.onChildFailed?.(m.peer, m.error, m.slow === true); continue }
           this.early = m
           return
         }

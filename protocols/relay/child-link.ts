@@ -4,12 +4,18 @@ import type { Libp2p } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { asBulkSender } from '../../src/node/bulk-stream.js'
 import { dialPeer } from '../../src/node/dial.js'
+import { trace } from '../../src/trace.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
 import { ChildMsg, END_FRAME } from './frames.js'
+import { HeldClock, LAGGARD_WINDOW_MS, LaggardMeter } from './laggard.js'
 
 export class ChildStalledError extends Error {
   override name = 'ChildStalledError'
+}
+/** The child kept its parent waiting, by itself, for most of the last few seconds (laggard.ts). */
+export class ChildTooSlowError extends Error {
+  override name = 'ChildTooSlowError'
 }
 export class RelayRefusedError extends Error {
   override name = 'RelayRefusedError'
@@ -24,11 +30,27 @@ export interface ChildTarget {
  * The sending end of one relay edge (parent → child). Sends are bounded by the child's
  * credit: at most `window` bytes are unacknowledged, whatever the muxer, so a slow child
  * slows its parent instead of filling memory. A child that grants no credit for
- * `stallTimeoutMs` is cut off; one failed child never stops the others.
+ * `stallTimeoutMs` is cut off; one failed child never stops the others. A child that holds
+ * the others back is cut off too, when cutting it frees someone (laggard.ts).
  */
 export class ChildLink {
   private inflight = 0
   private window = 0
+  /** time this node has waited for this child's credit */
+  private readonly waited = new HeldClock()
+  private readonly meter = new LaggardMeter()
+  /** set by a relay: time it waits for any of its children (reported to its parent with each credit) */
+  nodeHeld?: HeldClock
+  /**
+   * Set by a relay: a child that holds it back is cut off as a laggard (laggard.ts). Only a
+   * relay judges: it is a target itself, so being held back shows that the targets differ. The
+   * source is faster than any target (it stores nothing), so its own waits show nothing of the
+   * kind: on one machine running all the daemons, its first child took the blame for the
+   * whole chain's shared CPU.
+   */
+  judgeLaggard = false
+  /** called once, when this child is cut off as a laggard */
+  onTooSlow?: (err: ChildTooSlowError) => void
   private creditWaiter?: () => void
   private doneResult?: { ok: boolean, error?: string }
   private doneWaiter?: () => void
@@ -72,6 +94,7 @@ export class ChildLink {
         if (m == null) break
         if (m.type === 'credit') {
           this.inflight = Math.max(0, this.inflight - m.bytes)
+          this.judge(m.held)
           this.wakeCredit()
         } else if (m.type === 'done') {
           this.doneResult = { ok: m.ok, error: m.error }
@@ -84,6 +107,15 @@ export class ChildLink {
     } catch (err) {
       this.fail(err as Error)
     }
+  }
+
+  /** After each credit: cut this child if it alone has held the tree back for most of the last window. */
+  private judge (childHeldMs: number | undefined): void {
+    if (!this.judgeLaggard || !this.meter.sample(performance.now(), this.waited.ms, childHeldMs)) return
+    const err = new ChildTooSlowError(`${this.peer} kept the others waiting for most of the last ${LAGGARD_WINDOW_MS / 1000} s: too slow for this tree`)
+    // the source hears of it before the child's own report of a cut transfer
+    this.onTooSlow?.(err)
+    this.fail(err)
   }
 
   private wakeCredit (): void {
@@ -132,16 +164,24 @@ export class ChildLink {
   }
 
   private async waitCredit (): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.fail(new ChildStalledError(`${this.peer} granted no credit for ${this.stallTimeoutMs} ms`))
-      }, this.stallTimeoutMs)
-      this.creditWaiter = () => { clearTimeout(timer); resolve() }
-    })
+    this.waited.begin()
+    this.nodeHeld?.begin()
+    try {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.fail(new ChildStalledError(`${this.peer} granted no credit for ${this.stallTimeoutMs} ms`))
+        }, this.stallTimeoutMs)
+        this.creditWaiter = () => { clearTimeout(timer); resolve() }
+      })
+    } finally {
+      this.waited.end()
+      this.nodeHeld?.end()
+    }
   }
 
   /** Send END and wait for the child's verdict on its own files. */
   async finish (): Promise<{ ok: boolean, error?: string }> {
+    trace(`relay edge to ${this.peer}: waited ${Math.round(this.waited.ms)} ms for credit, highest blame share ${this.meter.maxShare.toFixed(2)}`)
     await this.send([[END_FRAME]])
     if (this.failure == null && this.doneResult == null) {
       await new Promise<void>((resolve) => {

@@ -7,6 +7,7 @@ import { FileSink } from '../../src/sync/file-sink.js'
 import type { TargetSession } from '../../src/sync/target-session.js'
 import type { ChildLink } from './child-link.js'
 import { takeChildLinks } from './early-links.js'
+import { HeldClock } from './laggard.js'
 import { trace } from '../../src/trace.js'
 import { MAX_FRAME_BYTES, WINDOW_BYTES } from './consts.js'
 import { BadFrameError, decodeFilesFrame, decodeFrame, FrameKind, type DataFrame } from './frames.js'
@@ -46,6 +47,8 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
   // children connect while the first frames arrive (most were connected when the plan came)
   const childrenReady = takeChildLinks(node, session, stallMs)
   let links: ChildLink[] = []
+  /** time this node waits for its children: reported with each credit, so the parent blames the right node */
+  const held = new HeldClock()
   // children report their own outcome to the source; here we only learn about failures
   let childrenFinished: Promise<unknown> | undefined
   const finishChildren = async (): Promise<unknown> => await Promise.all(links.map(async (l) => {
@@ -63,6 +66,12 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
   try {
     links = await childrenReady
     trace(`relay: ${links.length} children ready`)
+    // a child that holds this node back holds its ancestors too: it may be cut (laggard.ts)
+    for (const l of links) {
+      l.nodeHeld = held
+      l.judgeLaggard = true
+      l.onTooSlow = (err) => { session.onChildFailed?.(l.peer, err.message, true) }
+    }
     let forwardChain: Promise<void> = Promise.resolve()
     // returns once the frame is handed to the sink (order kept); `done` settles when it is on disk
     const applyLocal = async (f: DataFrame, payload: Uint8Array[]): Promise<{ done: Promise<void> }> => {
@@ -122,7 +131,7 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       const bytes = owed
       owed = 0
       uncredited -= bytes
-      writeJson(fs, { type: 'credit', bytes }).catch(() => {})
+      writeJson(fs, links.length > 0 ? { type: 'credit', bytes, held: Math.round(held.ms) } : { type: 'credit', bytes }).catch(() => {})
     }
     const credit = (n: number): void => {
       owed += n

@@ -20,6 +20,11 @@ export interface TargetReport {
   received?: number
   /** bytes continued from kept parts of interrupted files instead of being sent again */
   resumed?: number
+  /**
+   * a relay parent found this target holding the others of its tree back (its link, disk or CPU
+   * much slower than theirs): it was cut off and finished in a round of its own, at its own pace
+   */
+  laggard?: boolean
   /** the target showed that its tree was already this manifest's (its record of the last session matched its scan): no manifest was sent */
   treeKnown?: boolean
   /** the target's signed statement that it holds the manifest's tree (ok/unchanged only) */

@@ -124,7 +124,10 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   const cancel = new Cancel(source.signal)
   // Open every target's session (dial, Noise, muxer, control stream, `open`) while the tree
   // is scanned: each target scans its own destination at the same time.
-  const linkCtx = { node, task, stallMs, self, onEvent, cancel }
+  // targets cut off as laggards (relay/laggard.ts), by peer: each is re-attached in a round of its own
+  const tooSlow = new Set<string>()
+  const onTooSlow = (peer: string): void => { tooSlow.add(peer) }
+  const linkCtx = { node, task, stallMs, self, onEvent, cancel, onTooSlow }
   const seen = new Set<string>()
   const opened = new Map(targets.map(t => [t, connect(linkCtx, t, firstSession, seen)]))
   for (const p of opened.values()) p.catch(() => {})
@@ -173,7 +176,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
 
-  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), cancel }
+  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), cancel, onTooSlow }
   // A target whose transfer was cut (a relay above it died) but which still answers is
   // re-attached at once, while the other targets go on: targets cut by the same failure
   // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
@@ -200,10 +203,21 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
       t.report.files = 0
       t.report.bytes = 0
     }
-    rounds.push(runRound(ctx, again, randomBytes(16).toString('hex'), onCut))
+    // A laggard goes on alone, fed by this source at its own pace; the targets cut with it
+    // (its subtree) form a round of their own. Being slow is no failure: it costs no retry (onCut).
+    const slow = again.filter(t => tooSlow.has(t.report.peer))
+    const others = again.filter(t => !tooSlow.has(t.report.peer))
+    for (const t of slow) {
+      tooSlow.delete(t.report.peer)
+      t.report.laggard = true
+      onEvent({ type: 'warning', message: `${t.report.peer} held the others back: it continues in a round of its own` })
+      rounds.push(runRound(ctx, [t], randomBytes(16).toString('hex'), onCut))
+    }
+    if (others.length > 0) rounds.push(runRound(ctx, others, randomBytes(16).toString('hex'), onCut))
   }
   const onCut = (t: TargetState): boolean => {
-    const left = retriesLeft.get(t) ?? 0
+    // a laggard is re-attached whatever its retries: its cut costs none
+    const left = (retriesLeft.get(t) ?? 0) + (tooSlow.has(t.report.peer) ? 1 : 0)
     if (left <= 0 || task.dryRun || cancel.requested) return false
     retriesLeft.set(t, left - 1)
     cut.push(t)
@@ -343,6 +357,8 @@ interface RoundContext {
   /** hashes of deferred files computed on a target's `have` (one read per file per task) */
   sourceHashes: Map<number, Promise<string | undefined>>
   cancel: Cancel
+  /** a parent cut this peer off as a laggard */
+  onTooSlow: (peer: string) => void
 }
 
 /** The source's hash of a deferred file, read now (memoized): to answer a target's `have`. */
@@ -363,7 +379,7 @@ async function sourceHashOf (ctx: RoundContext, i: number): Promise<string | und
  * Checks the target, connects, opens its control stream and sends `open`: the target
  * starts scanning its destination. Heartbeats keep the session until the manifest.
  */
-async function connect (ctx: Pick<RoundContext, 'node' | 'task' | 'stallMs' | 'self' | 'onEvent' | 'cancel'>, t: TargetState, session: string, seen: Set<string>): Promise<TargetLink> {
+async function connect (ctx: Pick<RoundContext, 'node' | 'task' | 'stallMs' | 'self' | 'onEvent' | 'cancel' | 'onTooSlow'>, t: TargetState, session: string, seen: Set<string>): Promise<TargetLink> {
   const { node, task, stallMs, self, onEvent, cancel } = ctx
   const { dial, peer } = parseTarget(t.given)
   if (peer != null) t.report.peer = peer
@@ -372,7 +388,10 @@ async function connect (ctx: Pick<RoundContext, 'node' | 'task' | 'stallMs' | 's
   if (peer != null) seen.add(peer)
   if (cancel.requested) throw new Error(CANCELLED)
   const link = cancel.add(await TargetLink.open(node, dial, stallMs))
-  link.onChildFailed = (peer, error) => { onEvent({ type: 'warning', message: `relay from ${link.peer} to ${peer}: ${error}` }) }
+  link.onChildFailed = (peer, error, tooSlow) => {
+    if (tooSlow) ctx.onTooSlow(peer)
+    onEvent({ type: 'warning', message: `relay from ${link.peer} to ${peer}: ${error}` })
+  }
   t.report.peer = link.peer
   t.report.muxer = link.muxer
   t.session = session

@@ -104,7 +104,7 @@ export class TargetSession {
   received = 0
   private get resumed (): number { return [...this.resumeOffsets.values()].reduce((n, o) => n + o, 0) }
   /** set by the control handler: tells the source that a relay child failed */
-  onChildFailed?: (peer: string, error: string) => void
+  onChildFailed?: (peer: string, error: string, tooSlow?: boolean) => void
   /** last time the relay parent connected or sent a frame */
   private lastActivity = performance.now()
 

@@ -52,6 +52,8 @@ describe('an interior relay dies mid-transfer on shaped links', { skip: avail.ok
       assert.equal(targetOf(r.report, t).status, 'ok', `${t.name}\n${JSON.stringify(r.report, null, 2)}\n${fmt(r)}`);
       assert.equal(await rsyncOracle(lab.hostPath('h1', 'data'), lab.hostPath(t.name, 'copy')), '', `oracle on ${t.name}`);
       assert.deepEqual((await fsp.readdir(lab.hostPath(t.name, 'copy'))).filter(n => n.startsWith('.gosync-tmp-')), [], `${t.name}: temp files left`);
+      // equal links: nobody holds the others back (~10 s of 200 Mbit/s: three laggard windows)
+      assert.notEqual(targetOf(r.report, t).laggard, true, `${t.name} was called slow on an equal link`);
     }
     const lines = [`# relay h3 killed with h4 at ${(atKill / 1048576).toFixed(0)} MiB of ${SIZE / 1048576} MiB; run took ${r.report.totals.seconds.toFixed(1)} s`];
     for (const t of [h4, h5]) {

@@ -74,6 +74,8 @@ export interface TargetReport {
   updated: number;
   /** no manifest was sent: the target showed it already held this tree */
   treeKnown?: boolean;
+  /** cut off by a relay parent for holding the others back; finished in a round of its own */
+  laggard?: boolean;
   /** file data taken from the wire; bytes continued from kept parts */
   received?: number;
   resumed?: number;

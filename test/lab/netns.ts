@@ -16,6 +16,8 @@ export interface NetLabOptions {
   hosts: number;
   /** per-host link rate in Mbit/s, both directions; undefined = unshaped */
   rateMbit?: number;
+  /** per-host rates that replace rateMbit for the hosts named (e.g. { h4: 20 }: one slow host) */
+  rateMbitOf?: Record<string, number>;
   /** one-way delay added on each host's uplink, ms (needs netem: see netemAvailable) */
   delayMs?: number;
 }
@@ -120,8 +122,9 @@ export class NetLab {
       run(['ip', '-n', ns, 'route', 'add', '224.0.0.0/4', 'dev', 'eth0']);
       run(['ip', '-n', sw, 'link', 'set', swEnd, 'master', 'br0']);
       run(['ip', '-n', sw, 'link', 'set', swEnd, 'up']);
-      if (opts.rateMbit != null) {
-        const tbf = ['tbf', 'rate', `${opts.rateMbit}mbit`, 'burst', '256kb', 'latency', '100ms'];
+      const rate = opts.rateMbitOf?.[name] ?? opts.rateMbit;
+      if (rate != null) {
+        const tbf = ['tbf', 'rate', `${rate}mbit`, 'burst', '256kb', 'latency', '100ms'];
         // upload: the host's own egress (behind the delay, if any)
         if (opts.delayMs != null && opts.delayMs > 0) {
           run(['ip', 'netns', 'exec', ns, 'tc', 'qdisc', 'add', 'dev', 'eth0', 'root', 'handle', '1:', 'netem', 'delay', `${opts.delayMs}ms`]);

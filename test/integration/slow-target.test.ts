@@ -1,0 +1,61 @@
+// One slow host in a chain of fast ones (network namespaces: h4 on a 20 Mbit/s link, the
+// others on 200 Mbit/s). Credit is end to end, so without more the slow host would pace
+// every host of the chain. Its relay parent finds it holding the tree back, cuts it off, and
+// the source re-attaches it (and, in a round of their own, the hosts below it): every host
+// passes the rsync oracle, the slow one is reported as `laggard`, no fast one is, and the
+// fast hosts above it are done long before it.
+import assert from 'node:assert/strict';
+import * as fsp from 'node:fs/promises';
+import { after, before, describe, test } from 'node:test';
+import { NetLab } from '../lab/netns.js';
+import { Lab, type Daemon, fmt, rsyncOracle, targetOf, writeLargeFile, writeTree } from '../lab/hosts.js';
+
+const avail = NetLab.available();
+const SIZE = 32 * 1024 * 1024;
+
+describe('a slow host in a chain of fast ones', { skip: avail.ok ? false : `network namespaces unavailable: ${avail.reason}` }, () => {
+  let net: NetLab;
+  let lab: Lab;
+  let source: Daemon;
+  let targets: Daemon[] = [];
+
+  before(async () => {
+    net = NetLab.create({ hosts: 5, rateMbit: 200, rateMbitOf: { h4: 20 } });
+    lab = await Lab.create('slow');
+    const sourceId = await lab.identity('h1');
+    source = await lab.startDaemon({ name: 'h1', wrap: net.wrap('h1'), listen: net.listen('h1') });
+    targets = await Promise.all(['h2', 'h3', 'h4', 'h5'].map(async (name) =>
+      await lab.startDaemon({ name, wrap: net.wrap(name), listen: net.listen(name), trust: [sourceId] })));
+    const src = lab.hostPath('h1', 'data');
+    await writeTree(src, { 'README': 'one big file\n' });
+    await writeLargeFile(`${src}/big.bin`, SIZE, { seed: 'slow host' });
+  }, { timeout: 180_000 });
+
+  after(async () => {
+    await lab?.cleanup();
+    net?.destroy();
+  });
+
+  test('the slow host is cut off and finishes alone; everyone passes the oracle', { timeout: 300_000 }, async () => {
+    if (!lab.views) return;
+    // chain h1 → h2 → h3 → h4 → h5 (fan-out 1, in the order given): h4 is interior and slow
+    const [h2, h3, h4, h5] = targets as [Daemon, Daemon, Daemon, Daemon];
+    const r = await lab.syncJson(['-t', targets.map(t => t.addr).join(','), '--src', lab.common('data'), '--dst', lab.common('copy')], { home: source.home, timeoutMs: 240_000 });
+    assert.equal(r.code, 0, fmt(r));
+    for (const t of targets) {
+      assert.equal(targetOf(r.report, t).status, 'ok', fmt(r));
+      assert.equal(await rsyncOracle(lab.hostPath('h1', 'data'), lab.hostPath(t.name, 'copy')), '', `oracle on ${t.name}`);
+    }
+    assert.equal(targetOf(r.report, h4).laggard, true, `h4 (20 Mbit/s) was not found slow\n${JSON.stringify(r.report, null, 2)}`);
+    for (const t of [h2, h3, h5]) assert.notEqual(targetOf(r.report, t).laggard, true, `${t.name} (200 Mbit/s) was called slow`);
+    // When each host renamed the file into place: the fast hosts above the slow one went on
+    // at their pace (without the cut they finished 1.7 and 3.5 s before h4 did, each a 4 MiB
+    // window ahead of the next; with it, ~10 s before, the 32 MiB at 20 Mbit/s being 13.4 s).
+    const done = async (t: Daemon): Promise<number> => (await fsp.stat(lab.hostPath(t.name, 'copy/big.bin'))).ctimeMs;
+    const [d2, d3, d4] = [await done(h2), await done(h3), await done(h4)];
+    const lines = [`# finished before h4 (s): h2 ${((d4 - d2) / 1000).toFixed(1)}, h3 ${((d4 - d3) / 1000).toFixed(1)}; h4's received ${targetOf(r.report, h4).received} resumed ${targetOf(r.report, h4).resumed}`];
+    console.log(lines.join('\n'));
+    // the 4 MiB windows alone put h3 at most ~1.7 s ahead of h4 (two windows at 20 Mbit/s)
+    assert.ok(d4 - d3 > 5000, `h3 finished only ${(d4 - d3) / 1000} s before the slow h4: it was held back`);
+  });
+});
