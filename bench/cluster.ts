@@ -39,8 +39,8 @@ export class Cluster {
 
   private constructor(readonly name: string, readonly net: NetLab, readonly lab: Lab) {}
 
-  static async create(name: string, hosts: number, rateMbit: number | undefined): Promise<Cluster> {
-    const net = NetLab.create({ hosts, rateMbit });
+  static async create(name: string, hosts: number, rateMbit: number | undefined, rateMbitOf?: Record<string, number>): Promise<Cluster> {
+    const net = NetLab.create({ hosts, rateMbit, rateMbitOf });
     const undoNet = onCleanup(`namespaces of ${name}`, () => net.destroy());
     let lab: Lab;
     try {

@@ -30,6 +30,8 @@ export interface Options {
   warmHashCache: boolean;
   /** children per node in gosync's relay trees (default: gosync's own, a chain) */
   fanout?: number;
+  /** part 5: the slow host's link, Mbit/s (default a tenth of --rate) */
+  slowMbit?: number;
 }
 
 export interface PartResult {
@@ -468,4 +470,79 @@ async function part4(c: Cluster, o: Options): Promise<PartResult> {
   const table = `${o.rssMiB} MiB file, chain h1 → h2 → h3 (unshaped), median of ${o.runs}: ${fix(secs)} s = ${fix(S / secs / 1e6, 0)} MB/s, correct: ${correct ? 'ok' : 'WRONG'}\n\n` +
     mdTable(['role', 'host', 'idle RSS MB', 'peak RSS MB (VmHWM)', 'max sampled VmRSS MB (100 ms)'], rows);
   return { table, data: { sizeMiB: o.rssMiB, medianSeconds: secs, correct, runs, pids: c.pidNotes() } };
+}
+
+// ---------------------------------------------------------------------------
+// Part 5: one slow host among fast ones
+
+/**
+ * h1 → h2 → h3 → h4 → h5 (gosync's chain, in -t order), every link at --rate except h3's at
+ * --slow-mbit: when does each host have the file? Credit is end to end, so without the laggard
+ * rule (protocols/relay/laggard.ts) the slow host paces all. rsync-ssh sends to all four at once
+ * from h1. Times are each host's rename of the file into place (its ctime), from the CLI's start.
+ */
+export async function part5(o: Options, sshd: string | undefined, sshReason: string | undefined): Promise<PartResult> {
+  const slow = o.slowMbit ?? Math.max(1, Math.round(o.rateMbit / 10));
+  const sizeMiB = o.sizes[0]!;
+  const S = sizeMiB * MiB;
+  const targets = ['h2', 'h3', 'h4', 'h5'];
+  progress(`part 5: 5 hosts on ${o.rateMbit} Mbit/s links, h3 on ${slow} Mbit/s, ${sizeMiB} MiB`);
+  const c = await Cluster.create('p5', 5, o.rateMbit, { h3: slow });
+  try {
+    await c.startDaemons(['h1', ...targets]);
+    if (o.rsync) await c.startSsh(sshd, targets, sshReason);
+    else c.sshSkipReason = '--no-rsync';
+    const srcRel = 'src-slow';
+    await writeLargeFile(c.lab.hostPath('h1', srcRel, 'blob.bin'), S, { seed: `bench-slow-${sizeMiB}` });
+    await settle();
+    const doneAt = async (dst: string, t0: number) => await Promise.all(targets.map(async (t) =>
+      ((await fsp.stat(c.lab.hostPath(t, dst, 'blob.bin'))).ctimeMs - t0) / 1000));
+    const timeout = timeoutFor(S, (slow * 1e6) / 8 / 1e6 / 2, 1);
+    const g: Array<{ seconds: number; done: number[]; laggards: string[] }> = [];
+    const r: Array<{ seconds: number; done: number[] } | { error: string }> = [];
+    for (let run = 1 - o.warmup; run <= o.runs; run++) {
+      checkInterrupted();
+      const timed = run >= 1;
+      const gDst = `g-slow-r${run}`;
+      syncDisks();
+      const t0 = Date.now();
+      const gr = await c.gosync(targets, srcRel, gDst, timeout, { coldHashCache: !o.warmHashCache, fanout: o.fanout });
+      const gOk = checkGosync(`part 5, run ${run}`, gr, 'ok', targets.length);
+      const done = gOk ? await doneAt(gDst, t0) : targets.map(() => NaN);
+      const laggards = (gr.report?.targets ?? []).filter((t) => t.laggard === true).map((t) => targets.find((h) => c.daemons.get(h)!.peerId === t.peer) ?? t.peer);
+      if (timed && run === 1 && gOk) {
+        for (const t of targets) await oracle(`part 5 gosync (${t})`, c.lab.hostPath('h1', srcRel), c.lab.hostPath(t, gDst));
+      }
+      if (timed) g.push({ seconds: gr.seconds, done, laggards });
+      await c.remove(targets, gDst);
+      progress(`part 5: ${timed ? `run ${run}/${o.runs}` : 'warm-up (not in the median)'}: gosync ${fix(gr.seconds)} s; done at ${done.map((x) => fix(x)).join(' / ')} s; laggards ${laggards.join(',') || 'none'}`);
+      if (c.ssh && timed) {
+        checkInterrupted();
+        const rDst = `r-slow-r${run}`;
+        syncDisks();
+        const t1 = Date.now();
+        const rr = await c.rsync(targets, srcRel, rDst, timeout);
+        if (!isRsyncRun(rr)) flag(`rsync FAILED in part 5: ${rr.error}`);
+        const rDone = isRsyncRun(rr) ? await doneAt(rDst, t1) : targets.map(() => NaN);
+        r.push(isRsyncRun(rr) ? { seconds: rr.seconds, done: rDone } : rr);
+        await c.remove(targets, rDst);
+        progress(`part 5: run ${run}/${o.runs}: rsync-ssh ${isRsyncRun(rr) ? fix(rr.seconds) : 'FAILED'} s; done at ${rDone.map((x) => fix(x)).join(' / ')} s`);
+      }
+    }
+    const fast = [0, 2, 3];
+    const row = (tool: string, runs: Array<{ seconds: number; done: number[] }>, extra: string) => [
+      tool, ...targets.map((_t, i) => fix(median(runs.map((x) => x.done[i]!)))),
+      fix(median(runs.map((x) => Math.max(...fast.map((i) => x.done[i]!))))), fix(median(runs.map((x) => x.seconds))), extra,
+    ];
+    const rOk = r.filter((x): x is { seconds: number; done: number[] } => !('error' in x));
+    const rows = [row('gosync', g, g.map((x) => x.laggards.join(',') || 'none').join(' / '))];
+    if (c.ssh) rows.push(row('rsync-ssh', rOk, '–'));
+    const header = ['tool', 'h2 s', `h3 s (${slow} Mbit/s)`, 'h4 s', 'h5 s', 'fast hosts done s', 'all done s', 'laggards (per run)'];
+    const bound = { fast: S / ((o.rateMbit * 1e6) / 8), slow: S / ((slow * 1e6) / 8) };
+    const note = `S/B: ${fix(bound.fast)} s on a ${o.rateMbit} Mbit/s link, ${fix(bound.slow)} s on ${slow} Mbit/s. Medians of ${o.runs} runs${o.warmup > 0 ? ` after ${o.warmup} untimed gosync run(s)` : ''}; each host's time is its rename of the file into place, from the start of the command.\n${c.ssh ? '' : `rsync-ssh skipped: ${c.sshSkipReason}\n`}`;
+    return { table: `${note}\n${mdTable(header, rows)}`, data: { rateMbit: o.rateMbit, slowMbit: slow, sizeMiB, bound, gosync: g, rsync: c.ssh ? r : { skipped: c.sshSkipReason } } };
+  } finally {
+    progress('part 5: tearing down');
+    await c.destroy();
+  }
 }

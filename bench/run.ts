@@ -3,11 +3,13 @@
  * stderr, everything measured in bench-results.json (in the cwd). Needs root (network and
  * mount namespaces); traffic stays inside namespaces this run creates; mDNS is off.
  *
- *   --parts 1,2,3,4     which parts (1 shaped one-to-many, 2 large file, 3 small files, 4 relay RSS)
- *   --sizes 64,256      part 1 file sizes, MiB
+ *   --parts 1,2,3,4,5   which parts (1 shaped one-to-many, 2 large file, 3 small files, 4 relay RSS,
+ *                       5 one slow host in the chain)
+ *   --sizes 64,256      part 1 file sizes, MiB (part 5: the first)
  *   --ns 1,2,4,8        part 1 target counts
  *   --runs 3            runs per configuration (medians are reported)
- *   --rate 200          part 1 link rate, Mbit/s
+ *   --rate 200          part 1 and 5 link rate, Mbit/s
+ *   --slow-mbit N       part 5: the slow host's link rate (default a tenth of --rate)
  *   --large-mib 1024    part 2 file size
  *   --files 20000       part 3 file count
  *   --rss-mib 2048      part 4 file size
@@ -25,22 +27,22 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { makeTempRoot, REPO_ROOT } from '../test/lab/hosts.js';
 import { NetLab } from '../test/lab/netns.js';
-import { machineBaselines, part1, unshapedParts, type Options, type PartResult } from './parts.js';
+import { machineBaselines, part1, part5, unshapedParts, type Options, type PartResult } from './parts.js';
 import { ensureSshd } from './ssh.js';
 import { installSignalHandlers, interrupted, onCleanup, problems, progress, runCleanups } from './util.js';
 
 function usage(msg?: string): never {
   if (msg) process.stderr.write(`bench: ${msg}\n`);
-  process.stderr.write('usage: npm run bench -- [--quick] [--parts 1,2,3,4] [--sizes 64,256] [--ns 1,2,4,8] [--runs 3] [--warmup 1] [--rate 200]\n' +
-    '                        [--large-mib 1024] [--files 20000] [--rss-mib 2048] [--no-rsync] [--warm-hash-cache] [--out bench-results.json]\n');
+  process.stderr.write('usage: npm run bench -- [--quick] [--parts 1,2,3,4,5] [--sizes 64,256] [--ns 1,2,4,8] [--runs 3] [--warmup 1] [--rate 200]\n' +
+    '                        [--large-mib 1024] [--files 20000] [--rss-mib 2048] [--slow-mbit 20] [--no-rsync] [--warm-hash-cache] [--out bench-results.json]\n');
   process.exit(2);
 }
 
 function parseArgs(argv: string[]): Options {
   const quick = argv.includes('--quick');
   const o: Options = quick
-    ? { sizes: [64], ns: [1, 2, 4], runs: 1, warmup: 0, parts: [1, 2, 3, 4], largeMiB: 256, files: 5000, rssMiB: 512, rateMbit: 200, rsync: true, out: 'bench-results.json', quick, warmHashCache: false }
-    : { sizes: [64], ns: [1, 2, 4, 8], runs: 3, warmup: 1, parts: [1, 2, 3, 4], largeMiB: 1024, files: 20000, rssMiB: 2048, rateMbit: 200, rsync: true, out: 'bench-results.json', quick, warmHashCache: false };
+    ? { sizes: [64], ns: [1, 2, 4], runs: 1, warmup: 0, parts: [1, 2, 3, 4, 5], largeMiB: 256, files: 5000, rssMiB: 512, rateMbit: 200, rsync: true, out: 'bench-results.json', quick, warmHashCache: false }
+    : { sizes: [64], ns: [1, 2, 4, 8], runs: 3, warmup: 1, parts: [1, 2, 3, 4, 5], largeMiB: 1024, files: 20000, rssMiB: 2048, rateMbit: 200, rsync: true, out: 'bench-results.json', quick, warmHashCache: false };
   const list = (v: string | undefined, name: string) => {
     const xs = (v ?? '').split(',').map(Number);
     if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x <= 0)) usage(`${name} wants a comma-separated list of positive integers`);
@@ -57,7 +59,8 @@ function parseArgs(argv: string[]): Options {
       case '--ns': o.ns = list(val(), flag); break;
       case '--runs': o.runs = int(val(), flag); break;
       case '--warmup': { const v = val(); o.warmup = v === '0' ? 0 : int(v, flag); break; }
-      case '--parts': o.parts = list(val(), flag); if (o.parts.some((p) => p > 4)) usage('parts are 1 to 4'); break;
+      case '--parts': o.parts = list(val(), flag); if (o.parts.some((p) => p > 5)) usage('parts are 1 to 5'); break;
+      case '--slow-mbit': o.slowMbit = int(val(), flag); break;
       case '--rate': o.rateMbit = int(val(), flag); break;
       case '--large-mib': o.largeMiB = int(val(), flag); break;
       case '--files': o.files = int(val(), flag); break;
@@ -120,7 +123,7 @@ async function main(): Promise<number> {
 
   let sshd: string | undefined;
   let sshReason: string | undefined;
-  if (o.rsync && o.parts.some((p) => p <= 3)) {
+  if (o.rsync && o.parts.some((p) => p <= 3 || p === 5)) {
     const s = ensureSshd();
     sshd = s.sshd;
     sshReason = s.reason;
@@ -137,12 +140,15 @@ async function main(): Promise<number> {
   if (o.parts.includes(1)) {
     print(`Part 1: one-to-many over ${o.rateMbit} Mbit/s links (medians of ${o.runs})`, await part1(o, sshd, sshReason));
   }
-  if (o.parts.some((p) => p > 1)) {
+  if (o.parts.some((p) => p > 1 && p < 5)) {
     const r = await unshapedParts(o, sshd, sshReason);
     if (r.fixed) print('Fixed cost: one 1-byte sync, unshaped', r.fixed);
     if (r.part2) print(`Part 2: one large file, one target, unshaped (medians of ${o.runs})`, r.part2);
     if (r.part3) print(`Part 3: ${o.files} small files, one target, unshaped (medians of ${o.runs})`, r.part3);
     if (r.part4) print(`Part 4: peak RSS through a chain source → relay → leaf`, r.part4);
+  }
+  if (o.parts.includes(5)) {
+    print('Part 5: one slow host in the chain', await part5(o, sshd, sshReason));
   }
   results.problems = problems;
   save();
