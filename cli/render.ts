@@ -13,7 +13,7 @@ function targetLine (t: TargetReport): string {
   const moved = `${t.files} files, ${formatBytes(t.bytes)}`
   const changes = `+${t.created} ~${t.updated} -${t.deleted}`
   switch (t.status) {
-    case 'ok': return `ok         ${who}: ${moved}, ${changes}`
+    case 'ok': return `ok         ${who}: ${moved}, ${changes}${t.laggard === true ? ' (held the others back: finished in a round of its own)' : ''}`
     case 'unchanged': return `unchanged  ${who}${t.treeKnown === true ? ' (tree known: no manifest sent)' : ''}`
     case 'failed': return `FAILED     ${who}: ${t.error ?? 'unknown error'}`
   }
