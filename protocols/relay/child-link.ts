@@ -8,12 +8,12 @@ import { trace } from '../../src/trace.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
 import { ChildMsg, END_FRAME } from './frames.js'
-import { HeldClock, LAGGARD_WINDOW_MS, LaggardMeter } from './laggard.js'
+import { HeldClock, LAGGARD_SHARE, LAGGARD_WINDOW_MS, LaggardMeter } from './laggard.js'
 
 export class ChildStalledError extends Error {
   override name = 'ChildStalledError'
 }
-/** The child kept its parent waiting, by itself, for most of the last few seconds (laggard.ts). */
+/** The child kept its parent waiting, by itself, for at least half of the last few seconds (laggard.ts). */
 export class ChildTooSlowError extends Error {
   override name = 'ChildTooSlowError'
 }
@@ -30,8 +30,8 @@ export interface ChildTarget {
  * The sending end of one relay edge (parent → child). Sends are bounded by the child's
  * credit: at most `window` bytes are unacknowledged, whatever the muxer, so a slow child
  * slows its parent instead of filling memory. A child that grants no credit for
- * `stallTimeoutMs` is cut off; one failed child never stops the others. A child that holds
- * the others back is cut off too, when cutting it frees someone (laggard.ts).
+ * `stallTimeoutMs` is cut off; one failed child never stops the others. A relay also cuts
+ * off a child that holds it back by itself (`judgeLaggard`, laggard.ts).
  */
 export class ChildLink {
   private inflight = 0
@@ -109,10 +109,10 @@ export class ChildLink {
     }
   }
 
-  /** After each credit: cut this child if it alone has held the tree back for most of the last window. */
+  /** After each credit: cut this child if it alone has held the tree back for at least half of the last window. */
   private judge (childHeldMs: number | undefined): void {
     if (!this.judgeLaggard || !this.meter.sample(performance.now(), this.waited.ms, childHeldMs)) return
-    const err = new ChildTooSlowError(`${this.peer} kept the others waiting for most of the last ${LAGGARD_WINDOW_MS / 1000} s: too slow for this tree`)
+    const err = new ChildTooSlowError(`${this.peer} kept the others waiting for at least ${LAGGARD_SHARE * 100} % of the last ${LAGGARD_WINDOW_MS / 1000} s: too slow for this tree`)
     // the source hears of it before the child's own report of a cut transfer
     this.onTooSlow?.(err)
     this.fail(err)

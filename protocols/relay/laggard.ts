@@ -4,9 +4,10 @@
  * made three others on 200 Mbit/s links take 6–9 times as long. A parent measures how long each
  * child keeps it waiting for credit; the child says, in each credit message, how long it was
  * itself kept waiting by its own children. What is left (blame) is the child's own doing: its
- * link, its disk or its CPU. A child to blame for most of a sustained window is cut from the
- * tree; the source re-attaches it in a round of its own (and its subtree in another), where it
- * goes at its own pace and no longer paces anyone else.
+ * link, its disk or its CPU. A child to blame for at least half of a sustained window is cut
+ * from the tree (by a relay only: see ChildLink.judgeLaggard); the source re-attaches it in a
+ * round of its own (and its subtree in another), where it goes at its own pace and no longer
+ * paces anyone else.
  */
 
 /** A child is judged over the last this many ms of the transfer (not before it has lasted that long). */
