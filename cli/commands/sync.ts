@@ -8,6 +8,7 @@ import type { SyncEvent, SyncReport } from '../../src/sync/report.js'
 import type { SyncTask } from '../../src/sync/run-sync.js'
 import { EXIT, UsageError } from '../exit-codes.js'
 import { ProgressLine, renderReport } from '../render.js'
+import { LaggardMemory } from '../../src/home/laggards.js'
 
 export interface SyncArgs {
   targets?: string
@@ -111,7 +112,7 @@ export async function syncCommand (a: SyncArgs): Promise<number> {
       const { loadSwarmKey } = await import('../../src/home/swarm-key.js')
       const node = await createNode({ privateKey: await loadOrCreateKey(home), listen: [], mdns: false, swarmKey: await loadSwarmKey(home) })
       try {
-        report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent, interrupt.signal) : await runSync(node, task, onEvent, { hashCacheDir: join(home, 'hashcache'), signal: interrupt.signal })
+        report = a.from != null ? await runRemoteTask(node, a.from, task, onEvent, interrupt.signal) : await runSync(node, task, onEvent, { hashCacheDir: join(home, 'hashcache'), laggards: new LaggardMemory(home), signal: interrupt.signal })
       } finally {
         await node.stop()
       }

@@ -20,6 +20,7 @@ import { PeerTracker } from './peer-tracker.js'
 import { unlink } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
+import { LaggardMemory } from '../home/laggards.js'
 
 export interface DaemonOptions {
   home: string
@@ -58,6 +59,7 @@ export class Daemon {
     const isTrusted = (p: string): boolean => this.trust.isTrusted(p)
     const sourceOpts = {
       hashCacheDir: join(opts.home, 'hashcache'),
+      laggards: new LaggardMemory(opts.home),
       afterReport: (work: Promise<void>): void => {
         this.afterReports.add(work)
         void work.finally(() => { this.afterReports.delete(work) })

@@ -27,3 +27,18 @@ export function classify<T> (needs: ReadonlyArray<{ target: T, files: readonly n
   }
   return [...byKey.values()]
 }
+
+/**
+ * Each member for which `alone` holds, in a class with others, goes into a class of its own
+ * (same files, same offsets): a known laggard (src/home/laggards.ts) gets its own tree and
+ * sender, so it paces nobody. Classes keep their order; split-off classes follow their origin.
+ */
+export function splitOut<T> (classes: ReadonlyArray<TransferClass<T>>, alone: (member: T) => boolean): Array<TransferClass<T>> {
+  return classes.flatMap((c) => {
+    const apart = c.members.filter(alone)
+    if (apart.length === 0 || c.members.length === 1) return [c]
+    const rest = c.members.filter(m => !alone(m))
+    const copy = (members: T[]): TransferClass<T> => ({ files: c.files, offsets: new Map(c.offsets), members })
+    return [...(rest.length > 0 ? [copy(rest)] : []), ...apart.map(m => copy([m]))]
+  })
+}

@@ -22,7 +22,8 @@ export interface TargetReport {
   resumed?: number
   /**
    * a relay parent found this target holding the others of its tree back (its link, disk or CPU
-   * much slower than theirs): it was cut off and finished in a round of its own, at its own pace
+   * much slower than theirs), in this task or within the last hour: it went alone (cut off and
+   * re-attached in a round of its own, or in a class of its own from the start), at its own pace
    */
   laggard?: boolean
   /** the target showed that its tree was already this manifest's (its record of the last session matched its scan): no manifest was sent */

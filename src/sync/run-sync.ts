@@ -13,7 +13,8 @@ import { scanTree } from '../manifest/scan.js'
 import { ManifestStream } from '../manifest/manifest-stream.js'
 import { FileHashCache } from '../manifest/hash-cache-file.js'
 import type { Entry, Manifest } from '../manifest/types.js'
-import { classify } from '../plan/classify.js'
+import { classify, splitOut } from '../plan/classify.js'
+import type { LaggardMemory } from '../home/laggards.js'
 import { planTree } from '../plan/tree.js'
 import type { SyncEvent, SyncReport, TargetReport } from './report.js'
 import { sendClass } from './source-sender.js'
@@ -74,6 +75,8 @@ export interface SourceOptions {
    * receiving as a part for the next run, and every target not yet done is reported failed.
    */
   signal?: AbortSignal
+  /** peers cut off as laggards in recent tasks: each goes in a class of its own (src/home/laggards.ts) */
+  laggards?: LaggardMemory
 }
 
 /** What a cancelled task tells its targets and reports for each. */
@@ -121,6 +124,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     report: { peer: given, address: given, status: 'failed', files: 0, bytes: 0, created: 0, deleted: 0, updated: 0 }
   }))
   const firstSession = randomBytes(16).toString('hex')
+  const knownSlowLoad = source.laggards?.recent() ?? Promise.resolve(new Set<string>())
   const cancel = new Cancel(source.signal)
   // Open every target's session (dial, Noise, muxer, control stream, `open`) while the tree
   // is scanned: each target scans its own destination at the same time.
@@ -176,7 +180,9 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
 
-  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), cancel, onTooSlow }
+  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), cancel, onTooSlow, knownSlow: await knownSlowLoad }
+  /** laggards cut off in this task, remembered for the next ones */
+  const cutSlow: string[] = []
   // A target whose transfer was cut (a relay above it died) but which still answers is
   // re-attached at once, while the other targets go on: targets cut by the same failure
   // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
@@ -209,6 +215,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     const others = again.filter(t => !tooSlow.has(t.report.peer))
     for (const t of slow) {
       tooSlow.delete(t.report.peer)
+      cutSlow.push(t.report.peer)
       t.report.laggard = true
       onEvent({ type: 'warning', message: `${t.report.peer} held the others back: it continues in a round of its own` })
       rounds.push(runRound(ctx, [t], randomBytes(16).toString('hex'), onCut))
@@ -234,6 +241,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
 
   // every round is over: from here (--atomic: the switch, all or none) a cancel no longer applies
   cancel.close()
+  await source.laggards?.remember(cutSlow).catch((err: Error) => { onEvent({ type: 'warning', message: `cannot remember the laggards: ${err.message}` }) })
   const switched = isAtomic(task) ? await switchAll(ctx, targets) : undefined
   for (const t of targets) {
     if (t.carried == null) continue
@@ -359,6 +367,8 @@ interface RoundContext {
   cancel: Cancel
   /** a parent cut this peer off as a laggard */
   onTooSlow: (peer: string) => void
+  /** peers cut off as laggards in recent tasks */
+  knownSlow: ReadonlySet<string>
 }
 
 /** The source's hash of a deferred file, read now (memoized): to answer a target's `have`. */
@@ -453,7 +463,11 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   }))
 
   const live = targets.filter(t => t.link != null && t.report.error == null)
-  const classes = task.dryRun ? [] : classify(live.map(t => ({ target: t, files: t.files!, resume: t.resume })))
+  const planned = task.dryRun ? [] : classify(live.map(t => ({ target: t, files: t.files!, resume: t.resume })))
+  // a host a relay found slow in a recent task goes alone from the start: it paces nobody
+  const knownSlow = (t: T): boolean => ctx.knownSlow.has(t.link!.peer)
+  for (const c of planned) if (c.members.length > 1) for (const m of c.members) if (knownSlow(m)) m.report.laggard = true
+  const classes = splitOut(planned, knownSlow)
   const bytesTotal = classes.reduce((n, c) => n + c.members.length * c.files.reduce((m, i) => m + manifest.entries[i].size, 0), 0)
   onEvent({ type: 'planned', classes: classes.length, bytesToSend: bytesTotal, targets: live.length })
 

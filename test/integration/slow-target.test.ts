@@ -3,7 +3,8 @@
 // every host of the chain. Its relay parent finds it holding the tree back, cuts it off, and
 // the source re-attaches it (and, in a round of their own, the hosts below it): every host
 // passes the rsync oracle, the slow one is reported as `laggard`, no fast one is, and the
-// fast hosts above it are done long before it.
+// fast hosts above it are done long before it. The source's home remembers the laggard: the
+// next task sends to it alone from the start.
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
@@ -57,5 +58,32 @@ describe('a slow host in a chain of fast ones', { skip: avail.ok ? false : `netw
     console.log(lines.join('\n'));
     // the 4 MiB windows alone put h3 at most ~1.7 s ahead of h4 (two windows at 20 Mbit/s)
     assert.ok(d4 - d3 > 5000, `h3 finished only ${(d4 - d3) / 1000} s before the slow h4: it was held back`);
+  });
+
+  test('the next task sends to the known laggard alone from the start', { timeout: 300_000 }, async () => {
+    if (!lab.views) return;
+    const [h2, h3, h4, h5] = targets as [Daemon, Daemon, Daemon, Daemon];
+    // the source's home remembers whom a relay cut off
+    const memory = JSON.parse(await fsp.readFile(`${source.home}/laggards.json`, 'utf8')) as Record<string, number>;
+    assert.deepEqual(Object.keys(memory), [h4.peerId]);
+    // new content: 8 MiB, 0.34 s at 200 Mbit/s, 3.4 s at 20 (about what a relay takes to judge)
+    await writeLargeFile(lab.hostPath('h1', 'data2/big.bin'), SIZE / 4, { seed: 'slow host, again' });
+    const r = await lab.syncJson(['-t', targets.map(t => t.addr).join(','), '--src', lab.common('data2'), '--dst', lab.common('copy2')], { home: source.home, timeoutMs: 240_000 });
+    assert.equal(r.code, 0, fmt(r));
+    for (const t of targets) {
+      assert.equal(targetOf(r.report, t).status, 'ok', fmt(r));
+      assert.equal(await rsyncOracle(lab.hostPath('h1', 'data2'), lab.hostPath(t.name, 'copy2')), '', `oracle on ${t.name}`);
+    }
+    const slow = targetOf(r.report, h4);
+    assert.equal(slow.laggard, true, JSON.stringify(slow));
+    // planned alone: never cut, so nothing continued from a kept part and nothing sent twice
+    assert.equal(slow.resumed ?? 0, 0, JSON.stringify(slow));
+    assert.ok((slow.received ?? 0) < SIZE / 4 + 4096, JSON.stringify(slow));
+    for (const t of [h2, h3, h5]) assert.notEqual(targetOf(r.report, t).laggard, true, `${t.name} was called slow`);
+    const done = async (t: Daemon): Promise<number> => (await fsp.stat(lab.hostPath(t.name, 'copy2/big.bin'))).ctimeMs;
+    const [d3, d4, d5] = [await done(h3), await done(h4), await done(h5)];
+    console.log(`# 8 MiB, known laggard alone: finished before h4 (s): h3 ${((d4 - d3) / 1000).toFixed(1)}, h5 ${((d4 - d5) / 1000).toFixed(1)}`);
+    // in the chain, h5 (below h4) would finish after h4; alone, h4 takes 3.4 s for 8 MiB, the chain ~0.4 s
+    assert.ok(d4 - d5 > 1500, `h5 finished only ${(d4 - d5) / 1000} s before the slow h4: it was held back`);
   });
 });

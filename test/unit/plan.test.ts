@@ -1,7 +1,28 @@
 import { test, describe } from 'node:test'
 import assert from 'node:assert/strict'
-import { classify } from '../../src/plan/classify.js'
+import { classify, splitOut } from '../../src/plan/classify.js'
 import { planTree, subtreeOf, PlanError, type RelayTree } from '../../src/plan/tree.js'
+
+describe('splitOut', () => {
+  const base = () => classify([
+    { target: 'A', files: [1, 2] }, { target: 'S', files: [1, 2] }, { target: 'B', files: [1, 2] },
+    { target: 'C', files: [3], resume: [[3, 100]] }, { target: 'T', files: [4] }
+  ])
+  test('a member apart in a class with others gets a class of its own, with the same files and offsets', () => {
+    const out = splitOut(base(), m => m === 'S' || m === 'T')
+    assert.deepEqual(out.map(c => c.members), [['A', 'B'], ['S'], ['C'], ['T']])
+    assert.deepEqual(out[1].files, [1, 2])
+    assert.deepEqual(out[0].files, [1, 2])
+    const c3 = splitOut(classify([{ target: 'C', files: [3], resume: [[3, 100]] }, { target: 'S', files: [3], resume: [[3, 100]] }]), m => m === 'S')
+    assert.deepEqual(c3.map(c => [c.members, [...c.offsets]]), [[['C'], [[3, 100]]], [['S'], [[3, 100]]]])
+    assert.notEqual(c3[0].offsets, c3[1].offsets, 'each class owns its offsets')
+  })
+  test('a class of members all apart becomes one class each; nobody apart changes nothing', () => {
+    assert.deepEqual(splitOut(base(), m => m !== 'T').map(c => c.members), [['A'], ['S'], ['B'], ['C'], ['T']])
+    const same = base()
+    assert.deepEqual(splitOut(same, () => false), same)
+  })
+})
 
 describe('classify', () => {
   test('identical needs are grouped regardless of order; empty needs are excluded', () => {
