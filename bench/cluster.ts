@@ -106,8 +106,11 @@ export class Cluster {
   }
 
   /** `gosync sync -t <targets in order> --src common(src) --dst common(dst) --json`, through h1's daemon. */
-  async gosync(targets: string[], src: string, dst: string, timeoutMs: number, opts: { coldHashCache: boolean, fanout?: number }): Promise<GosyncRun> {
+  async gosync(targets: string[], src: string, dst: string, timeoutMs: number, opts: { coldHashCache: boolean, fanout?: number, knownLaggards?: boolean }): Promise<GosyncRun> {
     const coldHashCache = opts.coldHashCache;
+    // the source remembers for an hour whom a relay cut off as too slow (<home>/laggards.json):
+    // forgotten before each run unless asked, so runs do not depend on the ones before
+    if (opts.knownLaggards !== true) await fsp.rm(path.join(this.daemons.get('h1')!.home, 'laggards.json'), { force: true });
     // the source daemon keeps <home>/hashcache (path, size, mtime, inode -> SHA-256); emptied,
     // the source hashes every file again, as on the first push of new content
     if (coldHashCache) await fsp.rm(path.join(this.daemons.get('h1')!.home, 'hashcache'), { recursive: true, force: true });
