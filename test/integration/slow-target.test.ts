@@ -86,4 +86,24 @@ describe('a slow host in a chain of fast ones', { skip: avail.ok ? false : `netw
     // in the chain, h5 (below h4) would finish after h4; alone, h4 takes 3.4 s for 8 MiB, the chain ~0.4 s
     assert.ok(d4 - d5 > 1500, `h5 finished only ${(d4 - d5) / 1000} s before the slow h4: it was held back`);
   });
+
+  test('--atomic: the laggard is cut off and staged in a round of its own; all switch together', { timeout: 300_000 }, async () => {
+    if (!lab.views) return;
+    const [h2, h3, h4, h5] = targets as [Daemon, Daemon, Daemon, Daemon];
+    // a first meeting again: the relay above h4 has to find it
+    await fsp.rm(`${source.home}/laggards.json`);
+    await writeLargeFile(lab.hostPath('h1', 'data3/big.bin'), SIZE, { seed: 'slow host, atomic' });
+    await writeTree(lab.hostPath('h1', 'data3'), { 'etc/app.conf': 'x = 3\n' });
+    const r = await lab.syncJson(['-t', targets.map(t => t.addr).join(','), '--src', lab.common('data3'), '--dst', lab.common('copy3'), '--atomic'], { home: source.home, timeoutMs: 240_000 });
+    assert.equal(r.code, 0, fmt(r));
+    const report = r.report as typeof r.report & { switched?: boolean };
+    assert.equal(report.switched, true, fmt(r));
+    assert.equal(targetOf(r.report, h4).laggard, true, JSON.stringify(targetOf(r.report, h4)));
+    for (const t of [h2, h3, h5]) assert.notEqual(targetOf(r.report, t).laggard, true, `${t.name} was called slow`);
+    for (const t of targets) {
+      assert.equal(targetOf(r.report, t).status, 'ok', fmt(r));
+      assert.equal(targetOf(r.report, t).receipt?.verified, true, `${t.name}: ${JSON.stringify(targetOf(r.report, t))}`);
+      assert.equal(await rsyncOracle(lab.hostPath('h1', 'data3'), lab.hostPath(t.name, 'copy3')), '', `oracle on ${t.name}`);
+    }
+  });
 });
