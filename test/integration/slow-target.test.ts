@@ -51,13 +51,13 @@ describe('a slow host in a chain of fast ones', { skip: avail.ok ? false : `netw
     for (const t of [h2, h3, h5]) assert.notEqual(targetOf(r.report, t).laggard, true, `${t.name} (200 Mbit/s) was called slow`);
     // When each host renamed the file into place: the fast hosts above the slow one went on
     // at their pace (without the cut they finished 1.7 and 3.5 s before h4 did, each a 4 MiB
-    // window ahead of the next; with it, ~10 s before, the 32 MiB at 20 Mbit/s being 13.4 s).
+    // window ahead of the next; with it, ~8 s before, the 32 MiB at 20 Mbit/s being 13.4 s).
     const done = async (t: Daemon): Promise<number> => (await fsp.stat(lab.hostPath(t.name, 'copy/big.bin'))).ctimeMs;
     const [d2, d3, d4] = [await done(h2), await done(h3), await done(h4)];
     const lines = [`# finished before h4 (s): h2 ${((d4 - d2) / 1000).toFixed(1)}, h3 ${((d4 - d3) / 1000).toFixed(1)}; h4's received ${targetOf(r.report, h4).received} resumed ${targetOf(r.report, h4).resumed}`];
     console.log(lines.join('\n'));
-    // the 4 MiB windows alone put h3 at most ~1.7 s ahead of h4 (two windows at 20 Mbit/s)
-    assert.ok(d4 - d3 > 5000, `h3 finished only ${(d4 - d3) / 1000} s before the slow h4: it was held back`);
+    // the 4 MiB windows alone put h3 ~1.7 s ahead of h4
+    assert.ok(d4 - d3 > 4000, `h3 finished only ${(d4 - d3) / 1000} s before the slow h4: it was held back`);
   });
 
   test('the next task sends to the known laggard alone from the start', { timeout: 300_000 }, async () => {
@@ -66,7 +66,7 @@ describe('a slow host in a chain of fast ones', { skip: avail.ok ? false : `netw
     // the source's home remembers whom a relay cut off
     const memory = JSON.parse(await fsp.readFile(`${source.home}/laggards.json`, 'utf8')) as Record<string, number>;
     assert.deepEqual(Object.keys(memory), [h4.peerId]);
-    // new content: 8 MiB, 0.34 s at 200 Mbit/s, 3.4 s at 20 (about what a relay takes to judge)
+    // new content: 8 MiB, 0.34 s at 200 Mbit/s, 3.4 s at 20 (less than a relay takes to judge)
     await writeLargeFile(lab.hostPath('h1', 'data2/big.bin'), SIZE / 4, { seed: 'slow host, again' });
     const r = await lab.syncJson(['-t', targets.map(t => t.addr).join(','), '--src', lab.common('data2'), '--dst', lab.common('copy2')], { home: source.home, timeoutMs: 240_000 });
     assert.equal(r.code, 0, fmt(r));

@@ -58,6 +58,28 @@ describe('LaggardMeter', () => {
     assert.ok(cut != null && cut > 10_000 && cut < 12_000, String(cut));
   });
 
+  test('a burst is forgiven: a child kept from the CPU for 2.5 s of a fast transfer is not cut', () => {
+    const m = new LaggardMeter(6000, 0.5);
+    let waited = 0;
+    for (let t = 50; t <= 30_000; t += 50) {
+      // 5 % of the time, but all of it from 10 s to 12.5 s
+      waited += (t > 10_000 && t <= 12_500) ? 50 : 2.5;
+      assert.equal(m.sample(t, waited, undefined), false, `cut at ${t}`);
+    }
+    // the last 3 s alone saw 0.8 of it; the 6 s window 0.43
+    assert.ok(m.maxShare < 0.5, String(m.maxShare));
+  });
+
+  test('slow through most of the window but no longer: not cut (the last half must agree)', () => {
+    const m = new LaggardMeter(6000, 0.5);
+    let waited = 0;
+    for (let t = 50; t <= 30_000; t += 50) {
+      waited += t <= 3500 ? 50 : 2.5;
+      // at 6 s the whole window's share is 0.6, its last half's 0.21
+      assert.equal(m.sample(t, waited, undefined), false, `cut at ${t}`);
+    }
+  });
+
   test('a report of held time that goes backwards or is not a number changes nothing', () => {
     const m = new LaggardMeter(3000, 0.5);
     let cut: number | undefined;
