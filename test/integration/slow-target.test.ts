@@ -4,7 +4,9 @@
 // the source re-attaches it (and, in a round of their own, the hosts below it): every host
 // passes the rsync oracle, the slow one is reported as `laggard`, no fast one is, and the
 // fast hosts above it are done long before it. The source's home remembers the laggard: the
-// next task sends to it alone from the start.
+// next task sends to it alone from the start. With --atomic, a laggard cut off stages in its
+// own round and every host switches together. (The tests run in order: the second reads the
+// memory the first left.)
 import assert from 'node:assert/strict';
 import * as fsp from 'node:fs/promises';
 import { after, before, describe, test } from 'node:test';
