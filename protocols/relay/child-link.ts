@@ -31,7 +31,7 @@ export interface ChildTarget {
  * credit: at most `window` bytes are unacknowledged, whatever the muxer, so a slow child
  * slows its parent instead of filling memory. A child that grants no credit for
  * `stallTimeoutMs` is cut off; one failed child never stops the others. A relay also cuts
- * off a child that holds it back by itself (`judgeLaggard`, laggard.ts).
+ * off a child that holds it back by itself (`onTooSlow`, laggard.ts).
  */
 export class ChildLink {
   private inflight = 0
@@ -42,14 +42,12 @@ export class ChildLink {
   /** set by a relay: time it waits for any of its children (reported to its parent with each credit) */
   nodeHeld?: HeldClock
   /**
-   * Set by a relay: a child that holds it back is cut off as a laggard (laggard.ts). Only a
-   * relay judges: it is a target itself, so being held back shows that the targets differ. The
-   * source is faster than any target (it stores nothing), so its own waits show nothing of the
-   * kind: on one machine running all the daemons, its first child took the blame for the
-   * whole chain's shared CPU.
+   * Set by a relay, which then judges this child: one that holds it back is cut off as a laggard
+   * (laggard.ts), and this is called once. Only a relay judges: it is a target itself, so being
+   * held back shows that the targets differ. The source is faster than any target (it stores
+   * nothing), so its own waits show nothing of the kind: on one machine running all the
+   * daemons, its first child took the blame for the whole chain's shared CPU.
    */
-  judgeLaggard = false
-  /** called once, when this child is cut off as a laggard */
   onTooSlow?: (err: ChildTooSlowError) => void
   private creditWaiter?: () => void
   private doneResult?: { ok: boolean, error?: string }
@@ -109,12 +107,12 @@ export class ChildLink {
     }
   }
 
-  /** After each credit: cut this child if it alone has held the tree back for at least half of the last window. */
+  /** After each credit: cut this child if it alone has held the tree back for at least half of the last window and of its last half. */
   private judge (childHeldMs: number | undefined): void {
-    if (!this.judgeLaggard || !this.meter.sample(performance.now(), this.waited.ms, childHeldMs)) return
+    if (this.onTooSlow == null || !this.meter.sample(performance.now(), this.waited.ms, childHeldMs)) return
     const err = new ChildTooSlowError(`${this.peer} kept the others waiting for at least ${LAGGARD_SHARE * 100} % of the last ${LAGGARD_WINDOW_MS / 1000} s: too slow for this tree`)
     // the source hears of it before the child's own report of a cut transfer
-    this.onTooSlow?.(err)
+    this.onTooSlow(err)
     this.fail(err)
   }
 

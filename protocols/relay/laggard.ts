@@ -5,7 +5,7 @@
  * child keeps it waiting for credit; the child says, in each credit message, how long it was
  * itself kept waiting by its own children. What is left (blame) is the child's own doing: its
  * link, its disk or its CPU. A child to blame for at least half of a sustained window is cut
- * from the tree (by a relay only: see ChildLink.judgeLaggard); the source re-attaches it in a
+ * from the tree (by a relay only: see ChildLink.onTooSlow); the source re-attaches it in a
  * round of its own (and its subtree in another), where it goes at its own pace and no longer
  * paces anyone else.
  */

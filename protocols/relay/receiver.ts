@@ -69,7 +69,6 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
     // a child that holds this node back holds its ancestors too: it may be cut (laggard.ts)
     for (const l of links) {
       l.nodeHeld = held
-      l.judgeLaggard = true
       l.onTooSlow = (err) => { session.onChildFailed?.(l.peer, err.message, true) }
     }
     let forwardChain: Promise<void> = Promise.resolve()
