@@ -32,6 +32,8 @@ export interface Options {
   fanout?: number;
   /** part 5: the slow host's link, Mbit/s (default a tenth of --rate) */
   slowMbit?: number;
+  /** part 5: which of h2–h5 is slow (default h3, a relay in the middle; h2 is the source's own child) */
+  slowHost?: string;
 }
 
 export interface PartResult {
@@ -476,8 +478,8 @@ async function part4(c: Cluster, o: Options): Promise<PartResult> {
 // Part 5: one slow host among fast ones
 
 /**
- * h1 → h2 → h3 → h4 → h5 (gosync's chain, in -t order), every link at --rate except h3's at
- * --slow-mbit: when does each host have the file? Credit is end to end, so without the laggard
+ * h1 → h2 → h3 → h4 → h5 (gosync's chain, in -t order), every link at --rate except h3's (or
+ * --slow-host's) at --slow-mbit: when does each host have the file? Credit is end to end, so without the laggard
  * rule (protocols/relay/laggard.ts) the slow host paces all. rsync-ssh sends to all four at once
  * from h1. Times are each host's rename of the file into place (its ctime), from the CLI's start.
  */
@@ -486,8 +488,9 @@ export async function part5(o: Options, sshd: string | undefined, sshReason: str
   const sizeMiB = o.sizes[0]!;
   const S = sizeMiB * MiB;
   const targets = ['h2', 'h3', 'h4', 'h5'];
-  progress(`part 5: 5 hosts on ${o.rateMbit} Mbit/s links, h3 on ${slow} Mbit/s, ${sizeMiB} MiB`);
-  const c = await Cluster.create('p5', 5, o.rateMbit, { h3: slow });
+  const slowHost = o.slowHost ?? 'h3';
+  progress(`part 5: 5 hosts on ${o.rateMbit} Mbit/s links, ${slowHost} on ${slow} Mbit/s, ${sizeMiB} MiB`);
+  const c = await Cluster.create('p5', 5, o.rateMbit, { [slowHost]: slow });
   try {
     await c.startDaemons(['h1', ...targets]);
     if (o.rsync) await c.startSsh(sshd, targets, sshReason);
@@ -538,7 +541,7 @@ export async function part5(o: Options, sshd: string | undefined, sshReason: str
         progress(`part 5: run ${run}/${o.runs}: rsync-ssh ${isRsyncRun(rr) ? fix(rr.seconds) : 'FAILED'} s; done at ${rDone.map((x) => fix(x)).join(' / ')} s`);
       }
     }
-    const fast = [0, 2, 3];
+    const fast = targets.map((_t, i) => i).filter((i) => targets[i] !== slowHost);
     const row = (tool: string, runs: Array<{ seconds: number; done: number[] }>, extra: string) => [
       tool, ...targets.map((_t, i) => fix(median(runs.map((x) => x.done[i]!)))),
       fix(median(runs.map((x) => Math.max(...fast.map((i) => x.done[i]!))))), fix(median(runs.map((x) => x.seconds))), extra,
@@ -549,10 +552,10 @@ export async function part5(o: Options, sshd: string | undefined, sshReason: str
       row('gosync, next task (slow host known: alone from the start)', gKnown, gKnown.map((x) => x.laggards.join(',') || 'none').join(' / ')),
     ];
     if (c.ssh) rows.push(row('rsync-ssh', rOk, '–'));
-    const header = ['tool', 'h2 s', `h3 s (${slow} Mbit/s)`, 'h4 s', 'h5 s', 'fast hosts done s', 'all done s', 'laggards (per run)'];
+    const header = ['tool', ...targets.map((t) => (t === slowHost ? `${t} s (${slow} Mbit/s)` : `${t} s`)), 'fast hosts done s', 'all done s', 'laggards (per run)'];
     const bound = { fast: S / ((o.rateMbit * 1e6) / 8), slow: S / ((slow * 1e6) / 8) };
     const note = `S/B: ${fix(bound.fast)} s on a ${o.rateMbit} Mbit/s link, ${fix(bound.slow)} s on ${slow} Mbit/s. Medians of ${o.runs} runs${o.warmup > 0 ? ` after ${o.warmup} untimed gosync run(s)` : ''}; each host's time is its rename of the file into place, from the start of the command. "First task": the source's memory of laggards emptied before; "next task": right after, with the memory the first one left.\n${c.ssh ? '' : `rsync-ssh skipped: ${c.sshSkipReason}\n`}`;
-    return { table: `${note}\n${mdTable(header, rows)}`, data: { rateMbit: o.rateMbit, slowMbit: slow, sizeMiB, bound, gosync: g, gosyncKnown: gKnown, rsync: c.ssh ? r : { skipped: c.sshSkipReason } } };
+    return { table: `${note}\n${mdTable(header, rows)}`, data: { rateMbit: o.rateMbit, slowMbit: slow, slowHost, sizeMiB, bound, gosync: g, gosyncKnown: gKnown, rsync: c.ssh ? r : { skipped: c.sshSkipReason } } };
   } finally {
     progress('part 5: tearing down');
     await c.destroy();

@@ -51,6 +51,12 @@ export const NODE_FLAGS: string[] = (() => {
   if (override !== undefined) return override.split(/\s+/).filter(Boolean);
   return SHEBANG ? SHEBANG[2]!.trim().split(/\s+/).filter(Boolean) : [];
 })();
+/**
+ * For looking inside daemons: GOSYNC_LAB_DAEMON_FLAGS adds node flags to daemons only (e.g. `--trace-opt`,
+ * whose output would break the CLI's stdout), GOSYNC_LAB_STDOUT_DIR appends each daemon's stdout to DIR/NAME.out.
+ */
+const DAEMON_EXTRA_FLAGS = (process.env.GOSYNC_LAB_DAEMON_FLAGS ?? '').split(/\s+/).filter(Boolean);
+const STDOUT_DIR = process.env.GOSYNC_LAB_STDOUT_DIR;
 /** The variables the CLI's first line removes (`env -u`) before node starts. */
 export const UNSET_ENV: string[] = SHEBANG ? [...SHEBANG[1]!.matchAll(/-u\s+(\w+)/g)].map((m) => m[1]!) : [];
 
@@ -497,7 +503,7 @@ export class Lab {
     for (const p of opts.trust ?? []) args.push('--trust', p);
     args.push(...(opts.extraArgs ?? []));
     const asUser = opts.asUser !== undefined ? ['setpriv', `--reuid=${opts.asUser}`, `--regid=${opts.asUser}`, '--clear-groups'] : [];
-    const node = [...asUser, process.execPath, ...NODE_FLAGS, CLI_PATH, ...args];
+    const node = [...asUser, process.execPath, ...NODE_FLAGS, ...DAEMON_EXTRA_FLAGS, CLI_PATH, ...args];
     const cmd = [
       ...pdeathsigPrefix(),
       ...(opts.wrap ?? []),
@@ -558,6 +564,7 @@ export class Lab {
       );
       rl.on('line', (line) => {
         stdoutLines.push(line);
+        if (STDOUT_DIR) fs.appendFileSync(path.join(STDOUT_DIR, `${name}.out`), `${Date.now()} ${line}\n`);
         if (done) return;
         let m: RegExpMatchArray | null;
         if ((m = /^peer-id: (\S+)$/.exec(line))) peerId = m[1];
