@@ -8,7 +8,7 @@ import { trace } from '../../src/trace.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
 import { ChildMsg, END_FRAME } from './frames.js'
-import { HeldClock, LAGGARD_SHARE, LAGGARD_WINDOW_MS, LaggardMeter } from './laggard.js'
+import { HeldClock, LAGGARD_SHARE, LaggardMeter, type ChildClocks } from './laggard.js'
 
 export class ChildStalledError extends Error {
   override name = 'ChildStalledError'
@@ -92,7 +92,7 @@ export class ChildLink {
         if (m == null) break
         if (m.type === 'credit') {
           this.inflight = Math.max(0, this.inflight - m.bytes)
-          this.judge(m.held)
+          this.judge(m)
           this.wakeCredit()
         } else if (m.type === 'done') {
           this.doneResult = { ok: m.ok, error: m.error }
@@ -108,9 +108,9 @@ export class ChildLink {
   }
 
   /** After each credit: cut this child if it alone has held the tree back for at least half of the last window and of its last half. */
-  private judge (childHeldMs: number | undefined): void {
-    if (this.onTooSlow == null || !this.meter.sample(performance.now(), this.waited.ms, childHeldMs)) return
-    const err = new ChildTooSlowError(`${this.peer} kept the others waiting for at least ${LAGGARD_SHARE * 100} % of the last ${LAGGARD_WINDOW_MS / 1000} s: too slow for this tree`)
+  private judge (clocks: ChildClocks): void {
+    if (this.onTooSlow == null || !this.meter.sample(performance.now(), this.waited.ms, clocks)) return
+    const err = new ChildTooSlowError(`${this.peer} kept the others waiting for at least ${LAGGARD_SHARE * 100} % of the last ${this.meter.judgedOverMs / 1000} s: too slow for this tree`)
     // the source hears of it before the child's own report of a cut transfer
     this.onTooSlow(err)
     this.fail(err)

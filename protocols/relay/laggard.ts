@@ -3,27 +3,40 @@
  * every node above it and, through them, every node of its class: one host on a 20 Mbit/s link
  * made three others on 200 Mbit/s links take 6–9 times as long. A parent measures how long each
  * child keeps it waiting for credit; the child says, in each credit message, how long it was
- * itself kept waiting by its own children. What is left (blame) is the child's own doing: its
- * link, its disk or its CPU. A child to blame for at least half of a sustained window is cut
- * from the tree (by a relay only: see ChildLink.onTooSlow); the source re-attaches it in a
- * round of its own (and its subtree in another), where it goes at its own pace and no longer
- * paces anyone else.
+ * itself kept waiting by its own children (`held`) and how long it waited for a CPU (`queued`,
+ * run-queue.ts). What is left (blame) is the child's own doing: its link, its disk, its own
+ * work. A child to blame for at least half of a sustained window is cut from the tree (by a
+ * relay only: see ChildLink.onTooSlow); the source re-attaches it in a round of its own (and its
+ * subtree in another), where it goes at its own pace and no longer paces anyone else.
  */
 
 /**
- * A child is judged over the last this many ms of the transfer (not before it has lasted that
- * long), and over the last half of it too: a laggard is slow throughout and still slow now.
+ * A child that reports `queued` is judged over the last this many ms of the transfer (not
+ * before it has lasted that long), and over the last half of it too: a laggard is slow
+ * throughout and still slow now. Measured (docs/PERFORMANCE.md, "A slow host in the tree"):
+ * with the CPU waits excused, no healthy child of a relay was blamed for any share of a window
+ * (nine daemons on two cores); the 20 Mbit/s host among 200 Mbit/s ones for most of any.
  */
-export const LAGGARD_WINDOW_MS = 6000
+export const LAGGARD_WINDOW_MS = 3000
+/**
+ * ... and one that does not (no scheduler statistics, or an older peer) over this long: without
+ * the CPU waits excused, a healthy child kept from the CPU was blamed for 0.50 of one 3 s window
+ * (0.77 of 1 s), never for half of 6 s.
+ */
+export const LAGGARD_WINDOW_UNEXCUSED_MS = 6000
 /**
  * The share of both windows a child must have kept its parent waiting by itself: at 0.5 the
- * parent could go at least twice as fast as the child lets it. Measured (docs/PERFORMANCE.md,
- * "A slow host in the tree"): on equal 200 Mbit/s links with nine daemons on two cores, a relay's
- * child was held to blame for up to 0.50 of one 3 s window (a daemon kept from the CPU for a
- * while: 0.77 over 1 s), never for half of 6 s; a 20 Mbit/s host among 200 Mbit/s ones is to
- * blame for most of any window.
+ * parent could go at least twice as fast as the child lets it.
  */
 export const LAGGARD_SHARE = 0.5
+
+/** What a child says with a credit: cumulative ms, its own clocks (absent from a leaf or an older peer). */
+export interface ChildClocks {
+  /** waited for its own children's credit */
+  held?: number
+  /** waited, runnable, for a CPU */
+  queued?: number
+}
 
 /** Time during which at least one of a node's sends waits for a child's credit. */
 export class HeldClock {
@@ -48,37 +61,46 @@ export class HeldClock {
 
 /**
  * One child's blame over a sliding window, from cumulative figures sampled whenever its credit
- * arrives (then its own `held` is fresh: during a long wait it cannot report it).
+ * arrives (then its own clocks are fresh: during a long wait it cannot report them).
  */
 export class LaggardMeter {
   /** (time, blame so far) samples, oldest first; the first is at or before the window's start */
   private samples: Array<{ t: number, blame: number }> = []
-  private childHeldBase?: number
-  private childHeldSeen = 0
+  private readonly held = new ChildClock()
+  private readonly queued = new ChildClock()
   /** the highest share judged, the lower of the two windows' (for traces and calibration) */
   maxShare = 0
 
-  constructor (private readonly windowMs = LAGGARD_WINDOW_MS, private readonly share = LAGGARD_SHARE) {}
+  constructor (
+    private readonly windowMs = LAGGARD_WINDOW_MS,
+    private readonly share = LAGGARD_SHARE,
+    private readonly unexcusedWindowMs = LAGGARD_WINDOW_UNEXCUSED_MS
+  ) {}
 
   /**
    * A credit arrived at `t`: the parent has waited `waitedMs` for this child so far, the child
-   * reports `childHeldMs` (cumulative, its own; absent from a leaf or an older peer). True when
-   * the child is to blame for at least `share` of the last window and of its last half.
+   * reports its clocks. True when the child is to blame for at least `share` of the last window
+   * and of its last half.
    */
-  sample (t: number, waitedMs: number, childHeldMs: number | undefined): boolean {
-    if (childHeldMs != null && Number.isFinite(childHeldMs) && childHeldMs >= 0) {
-      // counted from the first report: what the child did before this edge began is not ours
-      this.childHeldBase ??= childHeldMs
-      this.childHeldSeen = Math.max(this.childHeldSeen, childHeldMs - this.childHeldBase)
-    }
-    const blame = waitedMs - this.childHeldSeen
+  sample (t: number, waitedMs: number, child: ChildClocks): boolean {
+    const last = this.samples.at(-1)
+    this.held.take(child.held, Infinity)
+    // no more CPU wait than time went by: a child cannot excuse itself beyond that
+    this.queued.take(child.queued, last == null ? 0 : t - last.t)
+    const blame = waitedMs - this.held.seen - this.queued.seen
     this.samples.push({ t, blame })
+    const windowMs = this.judgedOverMs
     // keep one sample at or before the window's start
-    while (this.samples.length > 2 && this.samples[1].t <= t - this.windowMs) this.samples.shift()
-    if (t - this.samples[0].t < this.windowMs) return false
-    const share = Math.min(this.shareSince(t - this.windowMs, t, blame), this.shareSince(t - this.windowMs / 2, t, blame))
+    while (this.samples.length > 2 && this.samples[1].t <= t - windowMs) this.samples.shift()
+    if (t - this.samples[0].t < windowMs) return false
+    const share = Math.min(this.shareSince(t - windowMs, t, blame), this.shareSince(t - windowMs / 2, t, blame))
     if (share > this.maxShare) this.maxShare = share
     return share >= this.share
+  }
+
+  /** the window this child is judged over: the shorter one once it has reported its CPU waits */
+  get judgedOverMs (): number {
+    return this.queued.reported ? this.windowMs : this.unexcusedWindowMs
   }
 
   /** Blame per ms from the last sample at or before `from` up to now. */
@@ -87,5 +109,22 @@ export class LaggardMeter {
     while (k + 1 < this.samples.length && this.samples[k + 1].t <= from) k++
     const s = this.samples[k]
     return t > s.t ? (blame - s.blame) / (t - s.t) : 0
+  }
+}
+
+/** One of a child's cumulative clocks, counted from its first report (what it did before this edge is not ours). */
+class ChildClock {
+  private base?: number
+  private last?: number
+  /** growth since the first report, never going back */
+  seen = 0
+  get reported (): boolean { return this.base != null }
+
+  /** A report (ignored unless a finite number ≥ 0); its growth since the last one counts up to `maxGrowth`. */
+  take (ms: number | undefined, maxGrowth: number): void {
+    if (ms == null || !Number.isFinite(ms) || ms < 0) return
+    if (this.base == null || this.last == null) { this.base = ms; this.last = ms; return }
+    if (ms > this.last) this.seen += Math.min(ms - this.last, maxGrowth)
+    this.last = Math.max(this.last, ms)
   }
 }
