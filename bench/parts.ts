@@ -479,8 +479,8 @@ async function part4(c: Cluster, o: Options): Promise<PartResult> {
 
 /**
  * h1 → h2 → h3 → h4 → h5 (gosync's chain, in -t order), every link at --rate except h3's (or
- * --slow-host's) at --slow-mbit: when does each host have the file? Credit is end to end, so without the laggard
- * rule (protocols/relay/laggard.ts) the slow host paces all. rsync-ssh sends to all four at once
+ * --slow-host's) at --slow-mbit: when does each host have the file? Credit is end to end, so
+ * without the laggard rule (protocols/relay/laggard.ts) the slow host paces all. rsync-ssh sends to all four at once
  * from h1. Times are each host's rename of the file into place (its ctime), from the CLI's start.
  */
 export async function part5(o: Options, sshd: string | undefined, sshReason: string | undefined): Promise<PartResult> {

@@ -53,7 +53,8 @@ export const NODE_FLAGS: string[] = (() => {
 })();
 /**
  * For looking inside daemons: GOSYNC_LAB_DAEMON_FLAGS adds node flags to daemons only (e.g. `--trace-opt`,
- * whose output would break the CLI's stdout), GOSYNC_LAB_STDOUT_DIR appends each daemon's stdout to DIR/NAME.out.
+ * whose output would break the CLI's stdout); GOSYNC_LAB_STDOUT_DIR appends each daemon's stdout to
+ * DIR/NAME.out, each line after the epoch ms it arrived at.
  */
 const DAEMON_EXTRA_FLAGS = (process.env.GOSYNC_LAB_DAEMON_FLAGS ?? '').split(/\s+/).filter(Boolean);
 const STDOUT_DIR = process.env.GOSYNC_LAB_STDOUT_DIR;
