@@ -114,17 +114,16 @@ export class LaggardMeter {
 
 /** One of a child's cumulative clocks, counted from its first report (what it did before this edge is not ours). */
 class ChildClock {
-  private base?: number
+  /** the highest report so far */
   private last?: number
   /** growth since the first report, never going back */
   seen = 0
-  get reported (): boolean { return this.base != null }
+  get reported (): boolean { return this.last != null }
 
   /** A report (ignored unless a finite number ≥ 0); its growth since the last one counts up to `maxGrowth`. */
   take (ms: number | undefined, maxGrowth: number): void {
     if (ms == null || !Number.isFinite(ms) || ms < 0) return
-    if (this.base == null || this.last == null) { this.base = ms; this.last = ms; return }
-    if (ms > this.last) this.seen += Math.min(ms - this.last, maxGrowth)
-    this.last = Math.max(this.last, ms)
+    if (this.last != null && ms > this.last) this.seen += Math.min(ms - this.last, maxGrowth)
+    this.last = Math.max(this.last ?? ms, ms)
   }
 }
