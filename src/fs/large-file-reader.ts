@@ -1,5 +1,7 @@
 import { constants } from 'node:fs'
 import { open, type FileHandle } from 'node:fs/promises'
+import type { Entry } from '../manifest/types.js'
+import { fdChangeSinceScan } from './changed-since-scan.js'
 import { fileWorker, workerError, type WorkerReply } from './file-worker.js'
 
 let nextFile = 0
@@ -37,6 +39,11 @@ export class LargeFileReader {
   async read (position: number, length: number): Promise<Buffer> {
     const r = check(await fileWorker({ op: 'read', file: this.file, position, length }))
     return Buffer.from(r.data!, 0, r.results![0].bytes!)
+  }
+
+  /** What changed since the scan described by `scanned` (see changeSinceScan), or undefined. Ask once no read is under way. */
+  changeSinceScan (scanned: Entry): string | undefined {
+    return fdChangeSinceScan(this.fh.fd, scanned)
   }
 
   /** Closes the file; the SHA-256 of everything read (when hashing), undefined otherwise. */

@@ -1,5 +1,7 @@
 import { hash } from 'node:crypto'
 import { closeSync, constants, openSync, readSync } from 'node:fs'
+import type { Entry } from '../manifest/types.js'
+import { fdChangeSinceScan } from './changed-since-scan.js'
 
 /**
  * Files up to this size are read with synchronous calls on the calling thread: one such
@@ -8,10 +10,13 @@ import { closeSync, constants, openSync, readSync } from 'node:fs'
  */
 export const SYNC_READ_MAX = 64 * 1024
 
-/** The whole content of a small file (never through a symlink), or the error; a size other than `size` is an error. */
-export function readSmallFileSync (path: string, size: number): Buffer | Error {
+/**
+ * The whole content of a small file (never through a symlink), or the error; a size other
+ * than `size` is an error, and so is any change since the scan described by `scanned`.
+ */
+export function readSmallFileSync (path: string, size: number, scanned?: Entry): Buffer | Error {
   const buf = Buffer.allocUnsafe(size + 1)
-  const got = readSmallFileInto(path, size, buf, 0)
+  const got = readSmallFileInto(path, size, buf, 0, scanned)
   return got instanceof Error ? got : buf.subarray(0, size)
 }
 
@@ -27,11 +32,12 @@ export function hashSmallFileSync (path: string, size: number): string | NodeJS.
 
 /**
  * A small file read whole into `into` at `at` (never through a symlink). Returns the size, or
- * the error (a size other than `size` is one). Needs `size + 1` bytes of room at `at`: the
- * byte after the file shows growth, and may be overwritten. A short read of a regular file is
- * its end, so the usual file takes one read, not a second one that returns 0.
+ * the error (a size other than `size` is one; with `scanned`, so is any change since that
+ * scan, checked after the read). Needs `size + 1` bytes of room at `at`: the byte after the
+ * file shows growth, and may be overwritten. A short read of a regular file is its end, so the
+ * usual file takes one read, not a second one that returns 0.
  */
-export function readSmallFileInto (path: string, size: number, into: Uint8Array, at: number): number | Error {
+export function readSmallFileInto (path: string, size: number, into: Uint8Array, at: number, scanned?: Entry): number | Error {
   let fd: number | undefined
   try {
     fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW)
@@ -42,7 +48,9 @@ export function readSmallFileInto (path: string, size: number, into: Uint8Array,
       got += n
       if (got === size) break
     }
-    return got === size ? size : new Error('file changed size since the scan')
+    if (got !== size) return new Error('file changed size since the scan')
+    const changed = scanned != null ? fdChangeSinceScan(fd, scanned) : undefined
+    return changed == null ? size : new Error(changed)
   } catch (err) {
     return err as Error
   } finally {

@@ -174,11 +174,13 @@ function statEntry (root: string, path: string, warn: (message: string) => void,
   const uid = Number(st.uid)
   const gid = Number(st.gid)
   const ino = Number(st.ino)
-  if (st.isDirectory()) return { path, type: 'dir', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: undefined, uid, gid, ino }
-  if (st.isFile()) return { path, type: 'file', mode, mtime, mtimeNsec, size: Number(st.size), hash: undefined, target: undefined, uid, gid, ino }
+  // (as a non-bigint stat gives it, so that a later fstat compares exactly)
+  const ctimeMs = Number(st.ctimeNs) / 1e6
+  if (st.isDirectory()) return { path, type: 'dir', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: undefined, uid, gid, ino, ctimeMs }
+  if (st.isFile()) return { path, type: 'file', mode, mtime, mtimeNsec, size: Number(st.size), hash: undefined, target: undefined, uid, gid, ino, ctimeMs }
   if (st.isSymbolicLink()) {
     try {
-      return { path, type: 'symlink', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: readlinkSync(join(root, path)), uid, gid, ino }
+      return { path, type: 'symlink', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: readlinkSync(join(root, path)), uid, gid, ino, ctimeMs }
     } catch (err: any) {
       readError(`cannot read link ${path}: ${err.code ?? err.message}`)
       return undefined

@@ -23,6 +23,8 @@ export interface Entry {
   gid?: number
   /** inode number, local only: never sent, used by the hash cache */
   ino?: number
+  /** inode change time in ms, local only (a source's scan): a file read for sending is checked against it */
+  ctimeMs?: number
 }
 
 /** Metadata of the root directory itself (rsync's "./"). */

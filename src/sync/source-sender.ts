@@ -11,6 +11,7 @@ import { DATA_HEADER, DATAZ_HEADER, encodeBegin, encodeSkip, FILES_HEADER, FILES
 import type { Entry } from '../manifest/types.js'
 import { readSmallFileInto, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 import { LargeFileReader } from '../fs/large-file-reader.js'
+import { changeSinceScan } from '../fs/changed-since-scan.js'
 import { trace } from '../trace.js'
 
 const deflate = promisify(deflateRaw)
@@ -18,19 +19,22 @@ const deflate = promisify(deflateRaw)
 /** Small files read ahead of the sender: hides open/read/close latency per file. */
 const LOOKAHEAD_FILES = 64
 
-/** A whole small file, or the error to report; a size other than the manifest's is an error. */
-async function readWhole (path: string, size: number): Promise<Buffer | Error> {
+/** A whole small file, or the error to report; any change since the scan (`e`) is an error. */
+async function readWhole (path: string, e: Entry): Promise<Buffer | Error> {
   let fh: FileHandle | undefined
   try {
     fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
-    const buf = Buffer.allocUnsafe(size + 1)
+    const buf = Buffer.allocUnsafe(e.size + 1)
     let got = 0
     while (got < buf.byteLength) {
       const { bytesRead } = await fh.read(buf, got, buf.byteLength - got, got)
       if (bytesRead === 0) break
       got += bytesRead
     }
-    return got === size ? buf.subarray(0, size) : new Error('file changed size since the scan')
+    if (got !== e.size) return new Error('file changed size since the scan')
+    // after the read: a write during it shows in the times
+    const changed = changeSinceScan(await fh.stat(), e)
+    return changed == null ? buf.subarray(0, e.size) : new Error(changed)
   } catch (err) {
     return err as Error
   } finally {
@@ -170,7 +174,7 @@ class ClassSender {
     const end = Math.min(files.length, k + LOOKAHEAD_FILES)
     for (let j = Math.max(k, this.prefetchedTo); j < end; j++) {
       const e = this.entries[files[j]]
-      if (this.isSmall(e) && e.size > SYNC_READ_MAX && (this.opts.offsets?.get(files[j]) ?? 0) === 0) this.ahead.set(j, readWhole(join(this.srcRoot, e.path), e.size))
+      if (this.isSmall(e) && e.size > SYNC_READ_MAX && (this.opts.offsets?.get(files[j]) ?? 0) === 0) this.ahead.set(j, readWhole(join(this.srcRoot, e.path), e))
     }
     this.prefetchedTo = Math.max(this.prefetchedTo, end)
   }
@@ -182,7 +186,7 @@ class ClassSender {
     if (this.filesBytes === 0) { frame.set(FILES_HEADER, 0); this.filesBytes = FILES_HEADER.byteLength }
     const at = this.filesBytes + FILES_RECORD_HEADER_BYTES
     // a synchronous read is cheaper than any read-ahead for files this small
-    const got = readSmallFileInto(join(this.srcRoot, e.path), e.size, frame, at)
+    const got = readSmallFileInto(join(this.srcRoot, e.path), e.size, frame, at, e)
     if (got instanceof Error) return got
     writeFileRecordHeader(frame, this.filesBytes, index, e.size)
     this.filesBytes = at + e.size
@@ -193,7 +197,7 @@ class ClassSender {
   /** A file of at most one frame, as BEGIN and one DATA frame (compressed, or read ahead). */
   private async sendSmall (k: number, index: number, e: Entry): Promise<void> {
     // tiny files: a synchronous read is cheaper than any read-ahead
-    const content = e.size <= SYNC_READ_MAX ? readSmallFileSync(join(this.srcRoot, e.path), e.size) : await this.ahead.get(k)!
+    const content = e.size <= SYNC_READ_MAX ? readSmallFileSync(join(this.srcRoot, e.path), e.size, e) : await this.ahead.get(k)!
     this.ahead.delete(k)
     if (content instanceof Error) {
       await this.skip(index, content)
@@ -232,11 +236,18 @@ class ClassSender {
         }
         sent += chunk.byteLength
         next = sent < e.size ? file.read(sent, Math.min(this.opts.frameBytes, e.size - sent)) : undefined
+        // every byte is read: before the last frame goes, make sure no write came while
+        // reading (a torn copy would verify against the hash computed while sending it)
+        const changed = next == null ? file.changeSinceScan(e) : undefined
+        if (changed != null) {
+          await this.skip(index, changed)
+          break
+        }
         await this.sendData(chunk)
         handedOn = sent
       }
       const digest = await file.close()
-      if (digest != null && sent === e.size) this.opts.onFileHash?.(index, digest)
+      if (digest != null && handedOn === e.size) this.opts.onFileHash?.(index, digest)
     } catch (err) {
       // every byte went out (closing failed): the file is complete for the children, and a SKIP
       // now would be out of sequence; without its deferred hash it fails there by itself
