@@ -4,6 +4,7 @@ import { setDirectIo } from '../../src/fs/direct-io.js'
 import { checkPeerId } from '../../src/home/trust.js'
 import { resolveHome } from '../../src/identity/identity.js'
 import type { MuxerName } from '../../src/node/create-node.js'
+import { noiseCipher } from '../../src/node/noise-crypto.js'
 import { UsageError } from '../exit-codes.js'
 
 export interface DaemonArgs {
@@ -29,6 +30,7 @@ export async function daemonCommand (a: DaemonArgs): Promise<number> {
   if (a.trustAll) log('WARNING: --trust-all: any peer that can reach this daemon may write to it. Use only in a closed lab.')
   if (!process.execArgv.some(f => f.startsWith('--initial-old-space-size'))) log('note: node was started without --initial-old-space-size=64 (the gosync command passes it): transfers may spend a third more CPU in garbage collection')
   setDirectIo(a.directIo)
+  if (noiseCipher.name !== 'system-openssl') log(`note: Noise runs on Node's own ChaCha20-Poly1305 (${noiseCipher.detail}): relaying costs more CPU`)
   if (a.allowRoot.length === 0) log('note: no --allow-root given: trusted peers may write to any absolute path this user can write')
   const daemon = new Daemon({
     home: resolveHome(a.home),

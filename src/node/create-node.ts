@@ -5,6 +5,7 @@ import { yamux } from '@libp2p/yamux'
 import { mplex } from '@libp2p/mplex'
 import type { Libp2p, PrivateKey, StreamMuxerFactory } from '@libp2p/interface'
 import { withCoalescedWrites } from './coalesced-writes.js'
+import { noiseCrypto } from './noise-crypto.js'
 // mDNS, pnet, bootstrap, the DHT and relaying are imported only when configured: a LAN
 // daemon does not carry their code (~7 MB of resident memory)
 
@@ -69,7 +70,7 @@ export async function createNode (opts: NodeOptions): Promise<Libp2p> {
     addresses: { listen: bootstrapList.length > 0 && opts.listen.length > 0 ? [...opts.listen, '/p2p-circuit'] : opts.listen },
     transports: wide ? [tcp(), circuitRelayTransport()] : [tcp()],
     // one socket write per send, not one per piece (coalesced-writes.ts)
-    connectionEncrypters: [withCoalescedWrites(noise())],
+    connectionEncrypters: [withCoalescedWrites(noise({ crypto: noiseCrypto }))],
     streamMuxers: (opts.muxers ?? ['yamux', 'mplex']).map(m => muxers[m]()),
     peerDiscovery: [
       ...(mdns != null ? [mdns({ serviceTag: 'gosync' } as any)] : []),
