@@ -97,30 +97,29 @@ static napi_value seal (napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// open(out, ciphertext, ad, nonce, key) → whether the tag matched. out (ciphertext length − 16)
-// may be the ciphertext's own bytes; on a mismatch it is wiped
+// open(out, ciphertext, tag, ad, nonce, key) → whether the tag matched. out (as long as the
+// ciphertext, without its tag) may be the ciphertext's own bytes; on a mismatch it is wiped
 static napi_value open_ (napi_env env, napi_callback_info info) {
-  size_t argc = 5; napi_value argv[5];
+  size_t argc = 6; napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  bytes out, ct, ad, nonce, key;
-  if (argc != 5) { napi_throw_type_error(env, NULL, "open takes 5 arguments"); return NULL; }
-  if (!get_bytes(env, argv[0], &out, "out: Uint8Array") || !get_bytes(env, argv[1], &ct, "ciphertext: Uint8Array") ||
-      !get_bytes(env, argv[2], &ad, "ad: Uint8Array or null") || !get_bytes(env, argv[3], &nonce, "nonce: Uint8Array") || !get_bytes(env, argv[4], &key, "key: Uint8Array")) return NULL;
+  bytes out, ct, tag, ad, nonce, key;
+  if (argc != 6) { napi_throw_type_error(env, NULL, "open takes 6 arguments"); return NULL; }
+  if (!get_bytes(env, argv[0], &out, "out: Uint8Array") || !get_bytes(env, argv[1], &ct, "ciphertext: Uint8Array") || !get_bytes(env, argv[2], &tag, "tag: Uint8Array") ||
+      !get_bytes(env, argv[3], &ad, "ad: Uint8Array or null") || !get_bytes(env, argv[4], &nonce, "nonce: Uint8Array") || !get_bytes(env, argv[5], &key, "key: Uint8Array")) return NULL;
   if (load_error != NULL) { napi_throw_error(env, NULL, load_error); return NULL; }
-  if (ct.len < TAG_BYTES || out.len != ct.len - TAG_BYTES || nonce.len != NONCE_BYTES || key.len != KEY_BYTES || ct.len > 0x7fffffff || ad.len > 0x7fffffff) { napi_throw_range_error(env, NULL, "open: wrong lengths"); return NULL; }
-  size_t len = ct.len - TAG_BYTES;
-  unsigned char tag[TAG_BYTES];
-  // the tag first: decrypting in place overwrites nothing past len, but keep it apart anyway
-  memcpy(tag, ct.data + len, TAG_BYTES);
+  if (out.len != ct.len || tag.len != TAG_BYTES || nonce.len != NONCE_BYTES || key.len != KEY_BYTES || ct.len > 0x7fffffff || ad.len > 0x7fffffff) { napi_throw_range_error(env, NULL, "open: wrong lengths"); return NULL; }
+  unsigned char expected[TAG_BYTES];
+  // (the tag may sit in the bytes being decrypted in place: keep it apart first)
+  memcpy(expected, tag.data, TAG_BYTES);
   EVP_CIPHER_CTX *c = ctx();
   int n = 0;
   int ok = c != NULL && cipher_init_ex(c, cipher, NULL, key.data, nonce.data, 0) == 1 &&
       (ad.len == 0 || cipher_update(c, NULL, &n, ad.data, (int)ad.len) == 1) &&
-      (len == 0 || cipher_update(c, out.data, &n, ct.data, (int)len) == 1) &&
-      ctx_ctrl(c, CTRL_AEAD_SET_TAG, TAG_BYTES, tag) == 1 &&
-      cipher_final_ex(c, out.data + len, &n) == 1;
+      (ct.len == 0 || cipher_update(c, out.data, &n, ct.data, (int)ct.len) == 1) &&
+      ctx_ctrl(c, CTRL_AEAD_SET_TAG, TAG_BYTES, expected) == 1 &&
+      cipher_final_ex(c, out.data + ct.len, &n) == 1;
   // nothing unauthenticated is left behind
-  if (!ok) memset(out.data, 0, len);
+  if (!ok) memset(out.data, 0, out.len);
   napi_value result;
   napi_get_boolean(env, ok, &result);
   return result;

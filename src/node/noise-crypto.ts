@@ -9,8 +9,8 @@ const TAG_BYTES = 16
 interface OpensslAead {
   /** `out` (plaintext length + 16) gets the ciphertext, then the tag; it may be the plaintext's own bytes */
   seal: (out: Uint8Array, plaintext: Uint8Array, ad: Uint8Array | null, nonce: Uint8Array, key: Uint8Array) => void
-  /** whether the tag matched; `out` (ciphertext length − 16) may be the ciphertext's own bytes, and is wiped on a mismatch */
-  open: (out: Uint8Array, ciphertext: Uint8Array, ad: Uint8Array | null, nonce: Uint8Array, key: Uint8Array) => boolean
+  /** whether `tag` matched; `out` (the ciphertext's length) may be the ciphertext's own bytes, and is wiped on a mismatch */
+  open: (out: Uint8Array, ciphertext: Uint8Array, tag: Uint8Array, ad: Uint8Array | null, nonce: Uint8Array, key: Uint8Array) => boolean
   /** true, or why the system's libcrypto cannot be used */
   available: () => true | string
   version: () => string
@@ -38,14 +38,6 @@ function loadAddon (): { addon?: OpensslAead, cipher: NoiseCipher } {
   return { addon, cipher: { name: 'system-openssl', detail: addon.version() } }
 }
 
-/** What noise hands to the cipher: one buffer, or a list of them (noise's own uint8arraylist). */
-type Bytes = Parameters<ICryptoInterface['chaCha20Poly1305Decrypt']>[0]
-
-/** A Noise message's bytes in one piece (a list is copied, as Node's cipher would too). */
-function contiguous (data: Bytes): Uint8Array {
-  return data instanceof Uint8Array ? data : data.subarray()
-}
-
 /**
  * ChaCha20-Poly1305 (RFC 8439, as Noise uses it) through the system's libcrypto, for the
  * transport's messages and the handshake's: the same bytes on the wire as noise's default.
@@ -71,12 +63,25 @@ function opensslCrypto (aead: OpensslAead): ICryptoInterface {
       return out
     },
     chaCha20Poly1305Decrypt (ciphertext, nonce, ad, k, dst) {
-      const c = contiguous(ciphertext)
-      if (c.byteLength < TAG_BYTES) throw new Error('Invalid chacha20poly1305 decryption: shorter than its tag')
-      const len = c.byteLength - TAG_BYTES
-      // noise hands the front of the ciphertext itself as `dst`: decrypted in place
+      if (ciphertext.byteLength < TAG_BYTES) throw new Error('Invalid chacha20poly1305 decryption: shorter than its tag')
+      const len = ciphertext.byteLength - TAG_BYTES
+      // noise hands a copy of the ciphertext (or its own bytes) as `dst`: decrypted in place
       const m = dst != null && dst.byteLength >= len ? dst.subarray(0, len) : Buffer.allocUnsafe(len)
-      if (!aead.open(m, c, ad.byteLength > 0 ? ad : null, nonce, k)) throw new Error('Invalid chacha20poly1305 decryption')
+      let c: Uint8Array
+      if (ciphertext instanceof Uint8Array) {
+        c = ciphertext.subarray(0, len)
+      } else {
+        // a message in several pieces: gathered into the output (no buffer of its own) and decrypted there
+        let at = 0
+        for (const part of ciphertext) {
+          const take = Math.min(part.byteLength, len - at)
+          if (take <= 0) break
+          m.set(take === part.byteLength ? part : part.subarray(0, take), at)
+          at += take
+        }
+        c = m
+      }
+      if (!aead.open(m, c, ciphertext.subarray(len), ad.byteLength > 0 ? ad : null, nonce, k)) throw new Error('Invalid chacha20poly1305 decryption')
       return m
     }
   }

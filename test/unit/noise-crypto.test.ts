@@ -49,6 +49,13 @@ test('a list of buffers is encrypted as their concatenation; decryption in place
   // a list of ciphertext pieces too
   const listed = new Uint8ArrayList(fromList.subarray(0, 10), fromList.subarray(10)) as unknown as List
   assert.ok(flat(noiseCrypto.chaCha20Poly1305Decrypt(listed, nonce, ad, k)).equals(whole))
+  // as noise does for a message that came in pieces: dst is a fresh copy of the ciphertext
+  const copy = Buffer.from(fromList.subarray(0, whole.byteLength))
+  const intoCopy = noiseCrypto.chaCha20Poly1305Decrypt(new Uint8ArrayList(fromList.subarray(0, 10), fromList.subarray(10)) as unknown as List, nonce, ad, k, copy)
+  assert.ok(flat(intoCopy).equals(whole))
+  assert.equal((intoCopy as Uint8Array).buffer, copy.buffer, 'decrypted into dst')
+  // and dst empty or short: a buffer of its own
+  assert.ok(flat(noiseCrypto.chaCha20Poly1305Decrypt(new Uint8ArrayList(fromList) as unknown as List, nonce, ad, k, new Uint8Array(3))).equals(whole))
 })
 
 test('a changed byte, tag, nonce or associated data is refused, and nothing unauthenticated is decrypted', () => {
@@ -80,8 +87,9 @@ test('the native calls refuse wrong lengths and types instead of reading or writ
   assert.throws(() => aead.seal(Buffer.alloc(10), Buffer.alloc(10), null, nonce, key), RangeError, 'out without room for the tag')
   assert.throws(() => aead.seal(Buffer.alloc(26), Buffer.alloc(10), null, nonce.subarray(0, 8), key), RangeError, 'short nonce')
   assert.throws(() => aead.seal(Buffer.alloc(26), Buffer.alloc(10), null, nonce, key.subarray(0, 16)), RangeError, 'short key')
-  assert.throws(() => aead.open(Buffer.alloc(0), Buffer.alloc(15), null, nonce, key), RangeError, 'shorter than a tag')
-  assert.throws(() => aead.open(Buffer.alloc(100), Buffer.alloc(20), null, nonce, key), RangeError, 'out longer than the plaintext')
+  assert.throws(() => aead.open(Buffer.alloc(10), Buffer.alloc(10), Buffer.alloc(15), null, nonce, key), RangeError, 'a short tag')
+  assert.throws(() => aead.open(Buffer.alloc(100), Buffer.alloc(20), Buffer.alloc(16), null, nonce, key), RangeError, 'out longer than the ciphertext')
+  assert.throws(() => aead.open(Buffer.alloc(20), Buffer.alloc(20), Buffer.alloc(16), null, nonce), TypeError, 'open without a key')
   assert.throws(() => aead.seal('text', Buffer.alloc(10), null, nonce, key), TypeError, 'a string')
   assert.throws(() => aead.seal(new Uint16Array(13), Buffer.alloc(10), null, nonce, key), TypeError, 'not bytes')
   assert.throws(() => aead.seal(Buffer.alloc(26), Buffer.alloc(10), null, nonce), TypeError, 'missing key')
