@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
-import { hashSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
+import { changeSinceScan } from '../fs/changed-since-scan.js'
+import { hashSmallFileSync, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
+import type { Entry } from './types.js'
 
 /** Read buffer for hashing: large reads keep syscall overhead negligible. */
 const HASH_READ_SIZE = 1 << 20
@@ -26,6 +28,34 @@ export async function hashFile (path: string, signal?: AbortSignal, sizeHint?: n
       if (bytesRead === 0) break
       h.update(buf.subarray(0, bytesRead))
     }
+    return h.digest('hex')
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Hex SHA-256 of a file that must still be the one the scan described (`scanned`: size,
+ * mtime, ctime, inode, checked after the read); throws if it is not, so that a hash is never
+ * filed under metadata that belongs to other content.
+ */
+export async function hashAsScanned (path: string, scanned: Entry): Promise<string> {
+  if (scanned.size <= SYNC_READ_MAX) {
+    const content = readSmallFileSync(path, scanned.size, scanned)
+    if (content instanceof Error) throw content
+    return createHash('sha256').update(content).digest('hex')
+  }
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    const h = createHash('sha256')
+    const buf = Buffer.allocUnsafe(HASH_READ_SIZE)
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+      if (bytesRead === 0) break
+      h.update(buf.subarray(0, bytesRead))
+    }
+    const changed = changeSinceScan(await fh.stat(), scanned)
+    if (changed != null) throw new Error(changed)
     return h.digest('hex')
   } finally {
     await fh.close()

@@ -1,7 +1,7 @@
 import { trace } from '../trace.js'
 import { randomBytes } from 'node:crypto'
 import { isAbsolute, join } from 'node:path'
-import { hashFile } from '../manifest/hash.js'
+import { hashAsScanned } from '../manifest/hash.js'
 import { contentDigest } from '../manifest/digest.js'
 import type { Libp2p } from '@libp2p/interface'
 import { parseTarget } from '../node/targets.js'
@@ -371,12 +371,16 @@ interface RoundContext {
   knownSlow: ReadonlySet<string>
 }
 
-/** The source's hash of a deferred file, read now (memoized): to answer a target's `have`. */
+/**
+ * The source's hash of a deferred file, read now (memoized): to answer a target's `have`.
+ * Undefined when it cannot be read or is no longer the file the scan saw (the target is then
+ * sent the file, and the sender finds the change too).
+ */
 async function sourceHashOf (ctx: RoundContext, i: number): Promise<string | undefined> {
   let h = ctx.sourceHashes.get(i)
   if (h == null) {
     const e = ctx.manifest.entries[i]
-    h = hashFile(join(ctx.task.src, e.path), undefined, e.size).then((hash) => {
+    h = hashAsScanned(join(ctx.task.src, e.path), e).then((hash) => {
       ctx.hashCache?.store(e.path, e.size, e.mtime, e.mtimeNsec, e.ino ?? 0, hash)
       return hash
     }, () => undefined)

@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import { scanTree } from '../../src/manifest/scan.js'
 import { fdChangeSinceScan } from '../../src/fs/changed-since-scan.js'
 import { readSmallFileSync } from '../../src/fs/read-small.js'
+import { hashAsScanned } from '../../src/manifest/hash.js'
+import { createHash } from 'node:crypto'
 import type { Entry } from '../../src/manifest/types.js'
 
 let root: string
@@ -77,4 +79,24 @@ test('reading a small file for sending fails with the change', async () => {
   assert.equal(r.message, 'changed since the scan: mtime')
   // without a scan to compare with, only the size is checked
   assert.deepEqual(readSmallFileSync(join(dir, 'a'), 3), Buffer.from('abc'))
+})
+
+test('hashing a scanned file (to answer a target that has it) refuses one that changed since', async () => {
+  const dir = await fsp.mkdtemp(join(root, 'hash-'))
+  const big = Buffer.alloc(3 * 1024 * 1024, 7)
+  await fsp.writeFile(join(dir, 'big'), big)
+  await fsp.writeFile(join(dir, 'small'), 'small')
+  const entries = await scanned(dir)
+  const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex')
+  assert.equal(await hashAsScanned(join(dir, 'big'), entries.get('big')!), sha(big))
+  assert.equal(await hashAsScanned(join(dir, 'small'), entries.get('small')!), sha('small'))
+  // same size, other bytes, the mtime put back: it would be filed under the scan's metadata
+  for (const name of ['big', 'small']) {
+    const fh = await fsp.open(join(dir, name), 'r+')
+    await fh.write('X', 1)
+    await fh.close()
+    const e = entries.get(name)!
+    await fsp.utimes(join(dir, name), e.mtime + e.mtimeNsec / 1e9, e.mtime + e.mtimeNsec / 1e9)
+    await assert.rejects(hashAsScanned(join(dir, name), e), /changed since the scan/, name)
+  }
 })
