@@ -10,6 +10,7 @@
 // and a machine without libcrypto gets `available() === false` and Node's own cipher.
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 #include <node_api.h>
@@ -143,8 +144,9 @@ static napi_value version (napi_env env, napi_callback_info info) {
 }
 
 NAPI_MODULE_INIT (/* napi_env env, napi_value exports */) {
-  static int loaded = 0;
-  if (!loaded) { load(); loaded = 1; }
+  // once per process, whichever thread loads the module first
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, load);
   napi_property_descriptor props[] = {
     { "seal", NULL, seal, NULL, NULL, NULL, napi_default, NULL },
     { "open", NULL, open_, NULL, NULL, NULL, napi_default, NULL },

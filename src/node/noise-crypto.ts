@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 
@@ -29,7 +30,7 @@ function loadAddon (): { addon?: OpensslAead, cipher: NoiseCipher } {
   let addon: OpensslAead
   try {
     // built by `npm ci` (binding.gyp); from dist/src/node/ the repository root is three up
-    addon = createRequire(import.meta.url)(new URL('../../../build/Release/openssl_aead.node', import.meta.url).pathname) as OpensslAead
+    addon = createRequire(import.meta.url)(fileURLToPath(new URL('../../../build/Release/openssl_aead.node', import.meta.url))) as OpensslAead
   } catch (err) {
     return { cipher: { name: 'node', detail: `native/openssl-aead.c not built (${(err as Error).message.split('\n')[0]})` } }
   }

@@ -3,6 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { noiseCipher, noiseCrypto } from '../../src/node/noise-crypto.js'
@@ -78,7 +79,7 @@ test('a changed byte, tag, nonce or associated data is refused, and nothing unau
 
 test('the native calls refuse wrong lengths and types instead of reading or writing past a buffer', { skip: noiseCipher.name === 'system-openssl' ? false : `not loaded: ${noiseCipher.detail}` }, async () => {
   const { createRequire } = await import('node:module')
-  const aead = createRequire(import.meta.url)(new URL('../../../build/Release/openssl_aead.node', import.meta.url).pathname) as {
+  const aead = createRequire(import.meta.url)(fileURLToPath(new URL('../../../build/Release/openssl_aead.node', import.meta.url))) as {
     seal: (...a: unknown[]) => void
     open: (...a: unknown[]) => boolean
   }
