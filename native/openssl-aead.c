@@ -7,7 +7,7 @@
 // How: libcrypto is opened at run time with RTLD_DEEPBIND, so that it binds its own symbols
 // and never Node's copies of the same OpenSSL functions (Node exports them for addons). Only
 // the few EVP calls below are used, declared here: no OpenSSL headers are needed to build,
-// and a machine without libcrypto gets `available() === false` and Node's own cipher.
+// and on a machine without libcrypto `available()` says why, and Node's own cipher is used.
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <pthread.h>
