@@ -174,7 +174,7 @@ function statEntry (root: string, path: string, warn: (message: string) => void,
   const uid = Number(st.uid)
   const gid = Number(st.gid)
   const ino = Number(st.ino)
-  // (as a non-bigint stat gives it, so that a later fstat compares exactly)
+  // in ms, as a non-bigint stat gives it (the sender compares its fstat within 1 µs: changed-since-scan.ts)
   const ctimeMs = Number(st.ctimeNs) / 1e6
   if (st.isDirectory()) return { path, type: 'dir', mode, mtime, mtimeNsec, size: 0, hash: undefined, target: undefined, uid, gid, ino, ctimeMs }
   if (st.isFile()) return { path, type: 'file', mode, mtime, mtimeNsec, size: Number(st.size), hash: undefined, target: undefined, uid, gid, ino, ctimeMs }
