@@ -363,6 +363,8 @@ export interface DaemonOptions {
   /** run the daemon as this uid and gid (setpriv, after its mount namespace is made): its home and host dir must be theirs */
   asUser?: number;
   readyTimeoutMs?: number;
+  /** environment variables for this daemon only, over the lab's */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Daemon {
@@ -515,7 +517,7 @@ export class Lab {
     ];
     const command = `gosync ${quoteArgs(args)}`;
 
-    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv(this.env) });
+    const child = spawn(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env: cliEnv({ ...this.env, ...opts.env }) });
     track(child);
     const exited = exitPromise(child);
     let stderr = '';
