@@ -63,15 +63,22 @@ static EVP_CIPHER_CTX *ctx (void) {
 
 typedef struct { unsigned char *data; size_t len; } bytes;
 
-static int get_bytes (napi_env env, napi_value v, bytes *out, const char *what) {
+// a Uint8Array's bytes; null or undefined (no bytes) only where `nullable`
+static int get_bytes (napi_env env, napi_value v, bytes *out, const char *what, int nullable) {
   napi_valuetype t;
-  if (napi_typeof(env, v, &t) == napi_ok && (t == napi_null || t == napi_undefined)) { out->data = NULL; out->len = 0; return 1; }
+  if (nullable && napi_typeof(env, v, &t) == napi_ok && (t == napi_null || t == napi_undefined)) { out->data = NULL; out->len = 0; return 1; }
   bool is;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) { napi_throw_type_error(env, NULL, what); return 0; }
   napi_typedarray_type type; size_t length; void *data; napi_value ab; size_t offset;
   if (napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &offset) != napi_ok || type != napi_uint8_array) { napi_throw_type_error(env, NULL, what); return 0; }
   out->data = (unsigned char *)data; out->len = length;
   return 1;
+}
+
+// in place (the same first byte) or apart: OpenSSL handles nothing in between
+static int overlaps_partly (const unsigned char *a, size_t alen, const unsigned char *b, size_t blen) {
+  if (a == b || alen == 0 || blen == 0) return 0;
+  return a < b + blen && b < a + alen;
 }
 
 // seal(out, plaintext, ad, nonce, key): out (plaintext length + 16) gets ciphertext then tag;
@@ -81,10 +88,11 @@ static napi_value seal (napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   bytes out, m, ad, nonce, key;
   if (argc != 5) { napi_throw_type_error(env, NULL, "seal takes 5 arguments"); return NULL; }
-  if (!get_bytes(env, argv[0], &out, "out: Uint8Array") || !get_bytes(env, argv[1], &m, "plaintext: Uint8Array") ||
-      !get_bytes(env, argv[2], &ad, "ad: Uint8Array or null") || !get_bytes(env, argv[3], &nonce, "nonce: Uint8Array") || !get_bytes(env, argv[4], &key, "key: Uint8Array")) return NULL;
+  if (!get_bytes(env, argv[0], &out, "out: Uint8Array", 0) || !get_bytes(env, argv[1], &m, "plaintext: Uint8Array", 0) ||
+      !get_bytes(env, argv[2], &ad, "ad: Uint8Array or null", 1) || !get_bytes(env, argv[3], &nonce, "nonce: Uint8Array", 0) || !get_bytes(env, argv[4], &key, "key: Uint8Array", 0)) return NULL;
   if (load_error != NULL) { napi_throw_error(env, NULL, load_error); return NULL; }
   if (out.len != m.len + TAG_BYTES || nonce.len != NONCE_BYTES || key.len != KEY_BYTES || m.len > 0x7fffffff || ad.len > 0x7fffffff) { napi_throw_range_error(env, NULL, "seal: wrong lengths"); return NULL; }
+  if (overlaps_partly(out.data, out.len, m.data, m.len)) { napi_throw_range_error(env, NULL, "seal: out overlaps the plaintext without starting with it"); return NULL; }
   EVP_CIPHER_CTX *c = ctx();
   int n = 0;
   if (c == NULL || cipher_init_ex(c, cipher, NULL, key.data, nonce.data, 1) != 1 ||
@@ -105,10 +113,11 @@ static napi_value open_ (napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   bytes out, ct, tag, ad, nonce, key;
   if (argc != 6) { napi_throw_type_error(env, NULL, "open takes 6 arguments"); return NULL; }
-  if (!get_bytes(env, argv[0], &out, "out: Uint8Array") || !get_bytes(env, argv[1], &ct, "ciphertext: Uint8Array") || !get_bytes(env, argv[2], &tag, "tag: Uint8Array") ||
-      !get_bytes(env, argv[3], &ad, "ad: Uint8Array or null") || !get_bytes(env, argv[4], &nonce, "nonce: Uint8Array") || !get_bytes(env, argv[5], &key, "key: Uint8Array")) return NULL;
+  if (!get_bytes(env, argv[0], &out, "out: Uint8Array", 0) || !get_bytes(env, argv[1], &ct, "ciphertext: Uint8Array", 0) || !get_bytes(env, argv[2], &tag, "tag: Uint8Array", 0) ||
+      !get_bytes(env, argv[3], &ad, "ad: Uint8Array or null", 1) || !get_bytes(env, argv[4], &nonce, "nonce: Uint8Array", 0) || !get_bytes(env, argv[5], &key, "key: Uint8Array", 0)) return NULL;
   if (load_error != NULL) { napi_throw_error(env, NULL, load_error); return NULL; }
   if (out.len != ct.len || tag.len != TAG_BYTES || nonce.len != NONCE_BYTES || key.len != KEY_BYTES || ct.len > 0x7fffffff || ad.len > 0x7fffffff) { napi_throw_range_error(env, NULL, "open: wrong lengths"); return NULL; }
+  if (overlaps_partly(out.data, out.len, ct.data, ct.len)) { napi_throw_range_error(env, NULL, "open: out overlaps the ciphertext without starting with it"); return NULL; }
   unsigned char expected[TAG_BYTES];
   // (the tag may sit in the bytes being decrypted in place: keep it apart first)
   memcpy(expected, tag.data, TAG_BYTES);

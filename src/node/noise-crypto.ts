@@ -36,7 +36,29 @@ function loadAddon (): { addon?: OpensslAead, cipher: NoiseCipher } {
   }
   const ok = addon.available()
   if (ok !== true) return { cipher: { name: 'node', detail: ok } }
+  // libcrypto may load and still not run the cipher (a FIPS-only or base-only provider
+  // configuration fails only at the first use): one message both ways first, against noise's default
+  const failed = selfTest(opensslCrypto(addon))
+  if (failed != null) return { cipher: { name: 'node', detail: `the system's libcrypto (${addon.version()}) failed a self-test: ${failed}` } }
   return { addon, cipher: { name: 'system-openssl', detail: addon.version() } }
+}
+
+/** Why `crypto` does not seal and open as noise's default does, or undefined. */
+function selfTest (crypto: ICryptoInterface): string | undefined {
+  const key = new Uint8Array(32).map((_, i) => i + 1)
+  const nonce = new Uint8Array(12).map((_, i) => 0x40 + i)
+  const ad = new Uint8Array(12).map((_, i) => 0x50 + i)
+  const plaintext = new Uint8Array(1500).map((_, i) => i * 7)
+  try {
+    const sealed = Buffer.from(crypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, key).subarray())
+    const expected = Buffer.from(defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, key).subarray())
+    if (!sealed.equals(expected)) return 'its ciphertext differs'
+    const opened = crypto.chaCha20Poly1305Decrypt(expected, nonce, ad, key)
+    if (!Buffer.from(opened.subarray()).equals(plaintext)) return 'it did not open what it sealed'
+    return undefined
+  } catch (err) {
+    return (err as Error).message
+  }
 }
 
 /**

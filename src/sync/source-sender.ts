@@ -221,6 +221,8 @@ class ClassSender {
     let next: Promise<Buffer> | undefined
     /** bytes of the file handed to the children (a SKIP after all of them would be out of sequence) */
     let handedOn = -1
+    /** a SKIP went out for it already (a failure after that needs no second one) */
+    let skipped = false
     try {
       await this.sendAll([encodeBegin(index, offset)])
       let sent = offset
@@ -231,6 +233,7 @@ class ClassSender {
       while (next != null && this.anyAlive()) {
         const chunk: Buffer = await next
         if (chunk.byteLength === 0) {
+          skipped = true
           await this.skip(index, 'file shrank while being sent')
           break
         }
@@ -240,6 +243,7 @@ class ClassSender {
         // reading (a torn copy would verify against the hash computed while sending it)
         const changed = next == null ? file.changeSinceScan(e) : undefined
         if (changed != null) {
+          skipped = true
           await this.skip(index, changed)
           break
         }
@@ -250,8 +254,9 @@ class ClassSender {
       if (digest != null && handedOn === e.size) this.opts.onFileHash?.(index, digest)
     } catch (err) {
       // every byte went out (closing failed): the file is complete for the children, and a SKIP
-      // now would be out of sequence; without its deferred hash it fails there by itself
-      if (handedOn === e.size) return
+      // now would be out of sequence; without its deferred hash it fails there by itself. Or
+      // its SKIP went out already.
+      if (handedOn === e.size || skipped) return
       // mid-file: the message says more than a bare code
       await this.skip(index, (err as Error).message)
     } finally {

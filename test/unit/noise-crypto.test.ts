@@ -94,4 +94,31 @@ test('the native calls refuse wrong lengths and types instead of reading or writ
   assert.throws(() => aead.seal('text', Buffer.alloc(10), null, nonce, key), TypeError, 'a string')
   assert.throws(() => aead.seal(new Uint16Array(13), Buffer.alloc(10), null, nonce, key), TypeError, 'not bytes')
   assert.throws(() => aead.seal(Buffer.alloc(26), Buffer.alloc(10), null, nonce), TypeError, 'missing key')
+  assert.throws(() => aead.seal(null, null, null, nonce, key), TypeError, 'null bytes where only ad may be null')
+  assert.throws(() => aead.open(Buffer.alloc(0), Buffer.alloc(0), null, null, nonce, key), TypeError, 'a null tag')
+  // in place (the same first byte) is fine; a shifted overlap is refused
+  const shared = Buffer.alloc(64)
+  assert.throws(() => aead.seal(shared.subarray(1, 27), shared.subarray(0, 10), null, nonce, key), RangeError, 'out shifted over the plaintext')
+  assert.throws(() => aead.open(shared.subarray(0, 10), shared.subarray(5, 15), Buffer.alloc(16), null, nonce, key), RangeError, 'out shifted over the ciphertext')
+  aead.seal(shared.subarray(0, 26), shared.subarray(0, 10), null, nonce, key)
+})
+
+test('a libcrypto that loads but cannot run the cipher (a base-only provider configuration) leaves Noise on Node\'s cipher', { skip: noiseCipher.name === 'system-openssl' ? false : `not loaded: ${noiseCipher.detail}` }, async () => {
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const { spawnSync } = await import('node:child_process')
+  const dir = await mkdtemp(join(tmpdir(), 'gosync-ossl-'))
+  try {
+    const conf = join(dir, 'base-only.cnf')
+    await writeFile(conf, 'openssl_conf = openssl_init\n[openssl_init]\nproviders = provider_sect\n[provider_sect]\nbase = base_sect\n[base_sect]\nactivate = 1\n')
+    const module = new URL('../../src/node/noise-crypto.js', import.meta.url).href
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(module)}); console.log(JSON.stringify(m.noiseCipher))`], { env: { ...process.env, OPENSSL_CONF: conf }, encoding: 'utf8', timeout: 30_000 })
+    assert.equal(r.status, 0, r.stderr)
+    const cipher = JSON.parse(r.stdout) as { name: string, detail: string }
+    assert.equal(cipher.name, 'node', r.stdout)
+    assert.match(cipher.detail, /failed a self-test/)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 })
