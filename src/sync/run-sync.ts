@@ -130,7 +130,24 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   // is scanned: each target scans its own destination at the same time.
   // targets cut off as laggards (relay/laggard.ts), by peer: each is re-attached in a round of its own
   const tooSlow = new Set<string>()
-  const onTooSlow = (peer: string): void => { tooSlow.add(peer) }
+  /**
+   * targets re-attached in a round with others because, when the round formed, no parent had
+   * said it cut them for being slow: that word travels on the parent's own control stream and
+   * may come later than the target's own failure (a busy machine: over REJOIN_DELAY_MS)
+   */
+  const rejoinedWithOthers = new Map<string, TargetState>()
+  /** laggards cut off in this task, remembered for the next ones */
+  const cutSlow: string[] = []
+  const onTooSlow = (peer: string): void => {
+    tooSlow.add(peer)
+    const late = rejoinedWithOthers.get(peer)
+    if (late == null) return
+    // too late to give it a round of its own this time; it is still reported and remembered as one
+    rejoinedWithOthers.delete(peer)
+    late.report.laggard = true
+    if (!cutSlow.includes(peer)) cutSlow.push(peer)
+    onEvent({ type: 'warning', message: `${peer} held the others back (said after it was re-attached with them): reported and remembered as a laggard` })
+  }
   const linkCtx = { node, task, stallMs, self, onEvent, cancel, onTooSlow }
   const seen = new Set<string>()
   const opened = new Map(targets.map(t => [t, connect(linkCtx, t, firstSession, seen)]))
@@ -181,8 +198,6 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
 
   const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), cancel, onTooSlow, knownSlow: await knownSlowLoad }
-  /** laggards cut off in this task, remembered for the next ones */
-  const cutSlow: string[] = []
   // A target whose transfer was cut (a relay above it died) but which still answers is
   // re-attached at once, while the other targets go on: targets cut by the same failure
   // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
@@ -215,11 +230,13 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     const others = again.filter(t => !tooSlow.has(t.report.peer))
     for (const t of slow) {
       tooSlow.delete(t.report.peer)
-      cutSlow.push(t.report.peer)
+      rejoinedWithOthers.delete(t.report.peer)
+      if (!cutSlow.includes(t.report.peer)) cutSlow.push(t.report.peer)
       t.report.laggard = true
       onEvent({ type: 'warning', message: `${t.report.peer} held the others back: it continues in a round of its own` })
       rounds.push(runRound(ctx, [t], randomBytes(16).toString('hex'), onCut))
     }
+    for (const t of others) rejoinedWithOthers.set(t.report.peer, t)
     if (others.length > 0) rounds.push(runRound(ctx, others, randomBytes(16).toString('hex'), onCut))
   }
   const onCut = (t: TargetState): boolean => {
