@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { constants } from 'node:fs'
-import { open } from 'node:fs/promises'
+import { open, type FileHandle } from 'node:fs/promises'
 import { changeSinceScan } from '../fs/changed-since-scan.js'
 import { hashSmallFileSync, readSmallFileSync, SYNC_READ_MAX } from '../fs/read-small.js'
 import type { Entry } from './types.js'
@@ -19,19 +19,24 @@ export async function hashFile (path: string, signal?: AbortSignal, sizeHint?: n
   // never through a symlink: a file replaced by a link after the scan is not read
   const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
-    const h = createHash('sha256')
     // small files get a small buffer: a fresh 1 MiB per file would dominate a tree of small files
-    const buf = Buffer.allocUnsafe(Math.min(HASH_READ_SIZE, (sizeHint ?? HASH_READ_SIZE) + 1))
-    for (;;) {
-      signal?.throwIfAborted()
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
-      if (bytesRead === 0) break
-      h.update(buf.subarray(0, bytesRead))
-    }
-    return h.digest('hex')
+    return await hashOpenFile(fh, Math.min(HASH_READ_SIZE, (sizeHint ?? HASH_READ_SIZE) + 1), signal)
   } finally {
     await fh.close()
   }
+}
+
+/** Hex SHA-256 of an open file from where it stands to its end, read `bufBytes` at a time. */
+async function hashOpenFile (fh: FileHandle, bufBytes: number, signal?: AbortSignal): Promise<string> {
+  const h = createHash('sha256')
+  const buf = Buffer.allocUnsafe(bufBytes)
+  for (;;) {
+    signal?.throwIfAborted()
+    const { bytesRead } = await fh.read(buf, 0, buf.length, null)
+    if (bytesRead === 0) break
+    h.update(buf.subarray(0, bytesRead))
+  }
+  return h.digest('hex')
 }
 
 /**
@@ -47,16 +52,10 @@ export async function hashAsScanned (path: string, scanned: Entry): Promise<stri
   }
   const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
-    const h = createHash('sha256')
-    const buf = Buffer.allocUnsafe(HASH_READ_SIZE)
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null)
-      if (bytesRead === 0) break
-      h.update(buf.subarray(0, bytesRead))
-    }
+    const hash = await hashOpenFile(fh, HASH_READ_SIZE)
     const changed = changeSinceScan(await fh.stat(), scanned)
     if (changed != null) throw new Error(changed)
-    return h.digest('hex')
+    return hash
   } finally {
     await fh.close()
   }
