@@ -24,23 +24,25 @@ export interface NoiseCipher {
   detail: string
 }
 
-function loadAddon (): { addon?: OpensslAead, cipher: NoiseCipher } {
+/** The system's cipher as noise's crypto, or why Node's is used. */
+function load (): { crypto: ICryptoInterface, cipher: NoiseCipher } {
   // (for side-by-side measurements, and a way out should the native module misbehave)
-  if (process.env.GOSYNC_NOISE_CIPHER === 'node') return { cipher: { name: 'node', detail: 'GOSYNC_NOISE_CIPHER=node' } }
+  if (process.env.GOSYNC_NOISE_CIPHER === 'node') return { crypto: defaultCrypto, cipher: { name: 'node', detail: 'GOSYNC_NOISE_CIPHER=node' } }
   let addon: OpensslAead
   try {
     // built by `npm ci` (binding.gyp); from dist/src/node/ the repository root is three up
     addon = createRequire(import.meta.url)(fileURLToPath(new URL('../../../build/Release/openssl_aead.node', import.meta.url))) as OpensslAead
   } catch (err) {
-    return { cipher: { name: 'node', detail: `native/openssl-aead.c not built (${(err as Error).message.split('\n')[0]})` } }
+    return { crypto: defaultCrypto, cipher: { name: 'node', detail: `native/openssl-aead.c not built (${(err as Error).message.split('\n')[0]})` } }
   }
   const ok = addon.available()
-  if (ok !== true) return { cipher: { name: 'node', detail: ok } }
+  if (ok !== true) return { crypto: defaultCrypto, cipher: { name: 'node', detail: ok } }
   // libcrypto may load and still not run the cipher (a FIPS-only or base-only provider
   // configuration fails only at the first use): one message both ways first, against noise's default
-  const failed = selfTest(opensslCrypto(addon))
-  if (failed != null) return { cipher: { name: 'node', detail: `the system's libcrypto (${addon.version()}) failed a self-test: ${failed}` } }
-  return { addon, cipher: { name: 'system-openssl', detail: addon.version() } }
+  const crypto = opensslCrypto(addon)
+  const failed = selfTest(crypto)
+  if (failed != null) return { crypto: defaultCrypto, cipher: { name: 'node', detail: `the system's libcrypto (${addon.version()}) failed a self-test: ${failed}` } }
+  return { crypto, cipher: { name: 'system-openssl', detail: addon.version() } }
 }
 
 /** Why `crypto` does not seal and open as noise's default does, or undefined. */
@@ -61,6 +63,18 @@ function selfTest (crypto: ICryptoInterface): string | undefined {
   }
 }
 
+/** The first `into.byteLength` bytes of a list of pieces, copied into `into` (which is returned). */
+function gather (pieces: Iterable<Uint8Array>, into: Uint8Array): Uint8Array {
+  let at = 0
+  for (const piece of pieces) {
+    const take = Math.min(piece.byteLength, into.byteLength - at)
+    if (take <= 0) break
+    into.set(take === piece.byteLength ? piece : piece.subarray(0, take), at)
+    at += take
+  }
+  return into
+}
+
 /**
  * ChaCha20-Poly1305 (RFC 8439, as Noise uses it) through the system's libcrypto, for the
  * transport's messages and the handshake's: the same bytes on the wire as noise's default.
@@ -73,15 +87,8 @@ function opensslCrypto (aead: OpensslAead): ICryptoInterface {
     chaCha20Poly1305Encrypt (plaintext, nonce, ad, k) {
       const len = plaintext.byteLength
       const out = Buffer.allocUnsafe(len + TAG_BYTES)
-      let m: Uint8Array
-      if (plaintext instanceof Uint8Array) {
-        m = plaintext
-      } else {
-        // gathered into the output and encrypted in place
-        let at = 0
-        for (const part of plaintext) { out.set(part, at); at += part.byteLength }
-        m = out.subarray(0, len)
-      }
+      // a message in several pieces: gathered into the output and encrypted in place
+      const m = plaintext instanceof Uint8Array ? plaintext : gather(plaintext, out.subarray(0, len))
       aead.seal(out, m, ad.byteLength > 0 ? ad : null, nonce, k)
       return out
     },
@@ -90,28 +97,13 @@ function opensslCrypto (aead: OpensslAead): ICryptoInterface {
       const len = ciphertext.byteLength - TAG_BYTES
       // noise hands a copy of the ciphertext (or its own bytes) as `dst`: decrypted in place
       const m = dst != null && dst.byteLength >= len ? dst.subarray(0, len) : Buffer.allocUnsafe(len)
-      let c: Uint8Array
-      if (ciphertext instanceof Uint8Array) {
-        c = ciphertext.subarray(0, len)
-      } else {
-        // a message in several pieces: gathered into the output (no buffer of its own) and decrypted there
-        let at = 0
-        for (const part of ciphertext) {
-          const take = Math.min(part.byteLength, len - at)
-          if (take <= 0) break
-          m.set(take === part.byteLength ? part : part.subarray(0, take), at)
-          at += take
-        }
-        c = m
-      }
+      // a message in several pieces: its ciphertext gathered into the output (no buffer of its own) and decrypted there
+      const c = ciphertext instanceof Uint8Array ? ciphertext.subarray(0, len) : gather(ciphertext, m)
       if (!aead.open(m, c, ciphertext.subarray(len), ad.byteLength > 0 ? ad : null, nonce, k)) throw new Error('Invalid chacha20poly1305 decryption')
       return m
     }
   }
 }
 
-const loaded = loadAddon()
-
-/** The Noise crypto for this process: the system's cipher when it loads, else noise's default. */
-export const noiseCrypto: ICryptoInterface = loaded.addon != null ? opensslCrypto(loaded.addon) : defaultCrypto
-export const noiseCipher: NoiseCipher = loaded.cipher
+/** The Noise crypto for this process (the system's cipher when it loads and passes its self-test, else noise's default), and which it is. */
+export const { crypto: noiseCrypto, cipher: noiseCipher } = load()
