@@ -137,7 +137,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
    */
   const rejoinedWithOthers = new Map<string, TargetState>()
   /** laggards cut off in this task, remembered for the next ones */
-  const cutSlow: string[] = []
+  const cutSlow = new Set<string>()
   const onTooSlow = (peer: string): void => {
     tooSlow.add(peer)
     const late = rejoinedWithOthers.get(peer)
@@ -145,7 +145,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     // too late to give it a round of its own this time; it is still reported and remembered as one
     rejoinedWithOthers.delete(peer)
     late.report.laggard = true
-    if (!cutSlow.includes(peer)) cutSlow.push(peer)
+    cutSlow.add(peer)
     onEvent({ type: 'warning', message: `${peer} held the others back (said after it was re-attached with them): reported and remembered as a laggard` })
   }
   const linkCtx = { node, task, stallMs, self, onEvent, cancel, onTooSlow }
@@ -231,7 +231,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
     for (const t of slow) {
       tooSlow.delete(t.report.peer)
       rejoinedWithOthers.delete(t.report.peer)
-      if (!cutSlow.includes(t.report.peer)) cutSlow.push(t.report.peer)
+      cutSlow.add(t.report.peer)
       t.report.laggard = true
       onEvent({ type: 'warning', message: `${t.report.peer} held the others back: it continues in a round of its own` })
       rounds.push(runRound(ctx, [t], randomBytes(16).toString('hex'), onCut))
@@ -258,7 +258,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
 
   // every round is over: from here (--atomic: the switch, all or none) a cancel no longer applies
   cancel.close()
-  await source.laggards?.remember(cutSlow).catch((err: Error) => { onEvent({ type: 'warning', message: `cannot remember the laggards: ${err.message}` }) })
+  await source.laggards?.remember([...cutSlow]).catch((err: Error) => { onEvent({ type: 'warning', message: `cannot remember the laggards: ${err.message}` }) })
   const switched = isAtomic(task) ? await switchAll(ctx, targets) : undefined
   for (const t of targets) {
     if (t.carried == null) continue
