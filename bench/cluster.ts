@@ -30,6 +30,12 @@ export interface GosyncRun {
 
 export class Cluster {
   readonly daemons = new Map<string, Daemon>();
+
+  /** The host name of a daemon's PeerId (the PeerId itself if none has it). */
+  hostOf(peer: string): string {
+    for (const [name, d] of this.daemons) if (d.peerId === peer) return name;
+    return peer;
+  }
   /** the node process of each daemon (not the setpriv/ip/unshare/sh wrapper) */
   readonly nodePid = new Map<string, number>();
   ssh?: SshFleet;

@@ -197,10 +197,13 @@ export async function part1(o: Options, sshd: string | undefined, sshReason: str
           const gOk = checkGosync(`part 1, ${sizeMiB} MiB to N=${n}, run ${run}`, gr, 'ok', n);
           if (!gOk) gr.seconds = NaN;
           if (run === 1) gCorrect = gOk && (await oracle(`part 1 gosync ${sizeMiB} MiB N=${n} (leaf ${leaf})`, c.lab.hostPath('h1', srcRel), c.lab.hostPath(leaf, gDst)));
+          // the source's probes of its child (none is slow here: a cut is a false one)
+          const probes = (gr.report?.targets ?? []).filter((t) => t.probe != null).map((t) => ({ host: c.hostOf(t.peer), ...t.probe! }));
           delete gr.report;
-          g.push(gr);
+          g.push({ ...gr, ...(probes.length > 0 ? { probes } : {}) });
           await c.remove(targets, gDst);
-          progress(`part 1: ${sizeMiB} MiB → N=${n} run ${run}/${o.runs}: gosync ${fix(gr.seconds)} s (report ${fix(gr.reportSeconds)} s)`);
+          const probeNote = probes.map((p) => `; probed ${p.host}: ${p.cut ? 'CUT' : 'kept'} (${fix(p.rate / 1e6, 1)} / ${fix(p.rateDuring / 1e6, 1)} + ${fix(p.probeRate / 1e6, 1)} MB/s)`).join('');
+          progress(`part 1: ${sizeMiB} MiB → N=${n} run ${run}/${o.runs}: gosync ${fix(gr.seconds)} s (report ${fix(gr.reportSeconds)} s)${probeNote}`);
           if (c.ssh) {
             checkInterrupted();
             const rDst = `rsync-${sizeMiB}-n${n}-r${run}`;
@@ -520,7 +523,7 @@ export async function part5(o: Options, sshd: string | undefined, sshReason: str
       const gr = await c.gosync(targets, srcRel, gDst, timeout, { coldHashCache: !o.warmHashCache, fanout: o.fanout, knownLaggards: known });
       const gOk = checkGosync(`part 5, run ${run}${known ? ' (laggard known)' : ''}`, gr, 'ok', targets.length);
       const done = gOk ? await doneAt(gDst, t0) : targets.map(() => NaN);
-      const laggards = (gr.report?.targets ?? []).filter((t) => t.laggard === true).map((t) => targets.find((h) => c.daemons.get(h)!.peerId === t.peer) ?? t.peer);
+      const laggards = (gr.report?.targets ?? []).filter((t) => t.laggard === true).map((t) => c.hostOf(t.peer));
       if (run === 1 && gOk) {
         for (const t of targets) await oracle(`part 5 gosync (${t})`, c.lab.hostPath('h1', srcRel), c.lab.hostPath(t, gDst));
       }

@@ -49,6 +49,12 @@ export class ChildLink {
    * daemons, its first child took the blame for the whole chain's shared CPU.
    */
   onTooSlow?: (err: ChildTooSlowError) => void
+  /** Set by the source, which judges its own children another way (src/sync/source-judge.ts): told of every credit. */
+  onCredit?: (clocks: ChildClocks) => void
+  /** time during which a send to this child was under way: waiting for credit or for the connection to take it */
+  private readonly sending = new HeldClock()
+  /** bytes the child has credited so far */
+  credited = 0
   private creditWaiter?: () => void
   private doneResult?: { ok: boolean, error?: string }
   private doneWaiter?: () => void
@@ -92,7 +98,9 @@ export class ChildLink {
         if (m == null) break
         if (m.type === 'credit') {
           this.inflight = Math.max(0, this.inflight - m.bytes)
+          this.credited += m.bytes
           this.judge(m)
+          this.onCredit?.(m)
           this.wakeCredit()
         } else if (m.type === 'done') {
           this.doneResult = { ok: m.ok, error: m.error }
@@ -149,17 +157,23 @@ export class ChildLink {
 
   private async transmit (creditBytes: number, write: (signal: AbortSignal) => Promise<void>): Promise<void> {
     if (this.failure != null) return
-    while (this.failure == null && this.inflight + creditBytes > this.window) {
-      await this.waitCredit()
-    }
-    if (this.failure != null) return
-    this.inflight += creditBytes
+    this.sending.begin()
     try {
+      while (this.failure == null && this.inflight + creditBytes > this.window) {
+        await this.waitCredit()
+      }
+      if (this.failure != null) return
+      this.inflight += creditBytes
       await write(AbortSignal.timeout(this.stallTimeoutMs))
     } catch (err) {
       this.fail(err as Error)
+    } finally {
+      this.sending.end()
     }
   }
+
+  /** ms during which a send to this child was under way (for credit or for the connection), including one under way now */
+  get sendingMs (): number { return this.sending.ms }
 
   private async waitCredit (): Promise<void> {
     this.waited.begin()

@@ -148,7 +148,7 @@ export const ChildMsg = z.discriminatedUnion('type', [
    * child has waited so far for its own children's credit (a relay); `queued`: ms its main thread
    * has waited for a CPU (run-queue.ts). Both cumulative, both for judging laggards (laggard.ts).
    */
-  z.object({ type: z.literal('credit'), bytes: z.number().int().positive(), held: z.number().nonnegative().optional(), queued: z.number().nonnegative().optional() }),
+  z.object({ type: z.literal('credit'), bytes: z.number().int().positive(), held: z.number().nonnegative().optional(), queued: z.number().nonnegative().optional(), ran: z.number().nonnegative().optional() }),
   z.object({ type: z.literal('done'), ok: z.boolean(), error: z.string().max(65536).optional() })
 ])
 export type ChildMsg = z.infer<typeof ChildMsg>

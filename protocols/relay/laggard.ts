@@ -36,6 +36,8 @@ export interface ChildClocks {
   held?: number
   /** waited, runnable, for a CPU */
   queued?: number
+  /** ran on a CPU (its main thread) */
+  ran?: number
 }
 
 /** Time during which at least one of a node's sends waits for a child's credit. */
@@ -68,13 +70,16 @@ export class LaggardMeter {
   private samples: Array<{ t: number, blame: number }> = []
   private readonly held = new ChildClock()
   private readonly queued = new ChildClock()
+  private readonly ran = new ChildClock()
   /** the highest share judged, the lower of the two windows' (for traces and calibration) */
   maxShare = 0
 
   constructor (
     private readonly windowMs = LAGGARD_WINDOW_MS,
     private readonly share = LAGGARD_SHARE,
-    private readonly unexcusedWindowMs = LAGGARD_WINDOW_UNEXCUSED_MS
+    private readonly unexcusedWindowMs = LAGGARD_WINDOW_UNEXCUSED_MS,
+    /** excuse the child's own CPU work too (the source's judge: src/sync/source-judge.ts) */
+    private readonly excuseRan = false
   ) {}
 
   /**
@@ -86,8 +91,10 @@ export class LaggardMeter {
     const last = this.samples.at(-1)
     this.held.take(child.held, Infinity)
     // no more CPU wait than time went by: a child cannot excuse itself beyond that
-    this.queued.take(child.queued, last == null ? 0 : t - last.t)
-    const blame = waitedMs - this.held.seen - this.queued.seen
+    const elapsed = last == null ? 0 : t - last.t
+    this.queued.take(child.queued, elapsed)
+    if (this.excuseRan) this.ran.take(child.ran, elapsed)
+    const blame = waitedMs - this.held.seen - this.queued.seen - this.ran.seen
     this.samples.push({ t, blame })
     const windowMs = this.judgedOverMs
     // keep one sample at or before the window's start

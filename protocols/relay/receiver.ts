@@ -8,7 +8,7 @@ import type { TargetSession } from '../../src/sync/target-session.js'
 import type { ChildLink } from './child-link.js'
 import { takeChildLinks } from './early-links.js'
 import { HeldClock } from './laggard.js'
-import { runQueueMs } from './run-queue.js'
+import { cpuClocks } from './run-queue.js'
 import { trace } from '../../src/trace.js'
 import { MAX_FRAME_BYTES, WINDOW_BYTES } from './consts.js'
 import { BadFrameError, decodeFilesFrame, decodeFrame, FrameKind, type DataFrame } from './frames.js'
@@ -131,8 +131,8 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       const bytes = owed
       owed = 0
       uncredited -= bytes
-      const queued = runQueueMs()
-      writeJson(fs, { type: 'credit', bytes, ...(links.length > 0 ? { held: Math.round(held.ms) } : {}), ...(queued != null ? { queued } : {}) }).catch(() => {})
+      const cpu = cpuClocks()
+      writeJson(fs, { type: 'credit', bytes, ...(links.length > 0 ? { held: Math.round(held.ms) } : {}), ...(cpu != null ? { queued: cpu.queued, ran: cpu.ran } : {}) }).catch(() => {})
     }
     const credit = (n: number): void => {
       owed += n

@@ -4,6 +4,8 @@ import { FileTreeRecords } from '../sync/tree-record.js'
 import { handleControlStream } from '../../protocols/control/target-handler.js'
 import { CONTROL_PROTOCOL, DEFAULT_STALL_TIMEOUT_MS, MAX_INBOUND_STREAMS as CONTROL_STREAMS } from '../../protocols/control/consts.js'
 import { handleRelayStream } from '../../protocols/relay/handler.js'
+import { handleProbeStream } from '../../protocols/probe/handler.js'
+import { PROBE_PROTOCOL, MAX_INBOUND_STREAMS as PROBE_STREAMS } from '../../protocols/probe/consts.js'
 import { asBulkReceiver } from '../node/bulk-stream.js'
 import { RELAY_PROTOCOL, MAX_INBOUND_STREAMS as RELAY_STREAMS } from '../../protocols/relay/consts.js'
 import { handleTaskStream, runRemoteTask, TASK_PROTOCOL, TaskSchema } from '../../protocols/task/index.js'
@@ -74,6 +76,9 @@ export class Daemon {
       asBulkReceiver(stream)
       await handleRelayStream(node, stream, connection, this.sessions, stallMs)
     }, { maxInboundStreams: RELAY_STREAMS, maxOutboundStreams: RELAY_STREAMS, runOnLimitedConnection: true })
+    await node.handle(PROBE_PROTOCOL, async (stream, connection) => {
+      await handleProbeStream(stream, connection, this.sessions)
+    }, { maxInboundStreams: PROBE_STREAMS, runOnLimitedConnection: true })
     await node.handle(TASK_PROTOCOL, async (stream, connection) => {
       await handleTaskStream(node, stream, connection, isTrusted, {
         home: opts.home,

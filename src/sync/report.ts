@@ -26,6 +26,14 @@ export interface TargetReport {
    * re-attached in a round of its own, or in a class of its own from the start), at its own pace
    */
   laggard?: boolean
+  /**
+   * this target, the source's own child in its class tree, kept the source waiting, and the
+   * source sent a probe to another target (`via`) to see whether its own uplink was the limit
+   * (src/sync/source-judge.ts; the last probe). Bytes per second: this target's before the probe
+   * (`rate`) and while it ran (`rateDuring`), and the probe's. `cut`: the two flows together
+   * went at least three times as fast as this target alone; it is then a `laggard` too
+   */
+  probe?: { via: string, rate: number, rateDuring: number, probeRate: number, cut: boolean }
   /** the target showed that its tree was already this manifest's (its record of the last session matched its scan): no manifest was sent */
   treeKnown?: boolean
   /** the target's signed statement that it holds the manifest's tree (ok/unchanged only) */

@@ -18,6 +18,9 @@ import type { LaggardMemory } from '../home/laggards.js'
 import { planTree } from '../plan/tree.js'
 import type { SyncEvent, SyncReport, TargetReport } from './report.js'
 import { sendClass } from './source-sender.js'
+import { formatRate, SourceJudge } from './source-judge.js'
+import { probeSendRate } from '../../protocols/probe/probe.js'
+import type { ChildLink } from '../../protocols/relay/child-link.js'
 import { verifyReceipt } from './receipt.js'
 import type { ResultMsg } from '../../protocols/control/messages.js'
 import type { z } from 'zod/v3'
@@ -496,11 +499,32 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   const classOf = new Map<T, number>()
   classes.forEach((c, k) => { for (const m of c.members) classOf.set(m, k) })
   const trees = classes.map(c => planTree<T | 'source'>('source', c.members, fanout))
+  const peerInfo = (t: T): { peer: string, addrs: string[] } =>
+    ({ peer: t.link!.peer, addrs: t.link!.remoteAddr !== '' ? [`${t.link!.remoteAddr.replace(/\/p2p\/[^/]+$/, '')}/p2p/${t.link!.peer}`] : [] })
   const childInfo = (n: T | 'source', k: number): Array<{ peer: string, addrs: string[] }> =>
-    (trees[k].children.get(n) ?? []).map(c => {
-      const t = c as T
-      return { peer: t.link!.peer, addrs: t.link!.remoteAddr !== '' ? [`${t.link!.remoteAddr.replace(/\/p2p\/[^/]+$/, '')}/p2p/${t.link!.peer}`] : [] }
+    (trees[k].children.get(n) ?? []).map(c => peerInfo(c as T))
+  /**
+   * The source judges each of its children in a class of more than one (source-judge.ts): a
+   * probe goes to a host below the child (the one it holds back), or else to another member.
+   */
+  const judge = (k: number, l: ChildLink): void => {
+    const child = classes[k].members.find(m => m.link?.peer === l.peer)
+    if (child == null) return
+    const via = (trees[k].children.get(child)?.[0] as T | undefined) ?? classes[k].members.find(m => m !== child)
+    if (via == null) return
+    // eslint-disable-next-line no-new
+    new SourceJudge(l, peerInfo(via), async (target, onStart) => await probeSendRate(node, target, session, { onStart }), (v) => {
+      child.report.probe = { via: v.via, rate: Math.round(v.childRate), rateDuring: Math.round(v.childRateDuring), probeRate: Math.round(v.probeRate), cut: v.cut }
+      const during = `${formatRate(v.childRateDuring + v.probeRate)} to ${v.peer} and a probe to ${v.via} together, ${formatRate(v.childRate)} to ${v.peer} alone`
+      if (v.cut) {
+        // before the cut: the child's own failure must find it known as a laggard
+        ctx.onTooSlow(v.peer)
+        onEvent({ type: 'warning', message: `${v.peer} held the source back (it sent ${during}): cut off as a laggard` })
+      } else {
+        onEvent({ type: 'warning', message: `${v.peer} kept the source waiting, but the source's own uplink is the limit (it sent ${during})` })
+      }
     })
+  }
   // the source's own links open while the plans go out (a child that has no plan yet waits for it)
   const rootLinks = classes.map((_c, k) => openLinks(node, childInfo('source', k), session, k, stallMs))
   await Promise.all(live.map(async (t) => {
@@ -525,7 +549,10 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
     const memberLinks = c.members.map(m => m.link)
     await sendClass(node, task.src, manifest.entries, c.files, childInfo('source', k), {
       session, classId: k, frameBytes, compress: task.compress, stallMs, offsets: c.offsets, opened: rootLinks[k],
-      onLinks: (links) => { for (const l of links) ctx.cancel.add(l) },
+      onLinks: (links) => {
+        for (const l of links) ctx.cancel.add(l)
+        if (c.members.length > 1) for (const l of links) judge(k, l)
+      },
       beforeSend: () => { for (const l of memberLinks) l?.flushHashes() },
       onFileHash: (i, hash) => {
         // each target's receipt binds what this class sent it (a file read again later may differ)

@@ -427,6 +427,21 @@ export class TargetSession {
     return undefined
   }
 
+  private probes = { taken: 0, running: false }
+  /**
+   * A probe stream (protocols/probe) for this session: only from its source, one at a time, at
+   * most `max` in all. Accepted: a function to call when it ends; refused: the reason.
+   */
+  claimProbe (remotePeer: string, max: number): string | (() => void) {
+    if (remotePeer !== this.init.sourcePeer) return `probe from ${remotePeer}, but this session's source is ${this.init.sourcePeer}`
+    if (this.closed) return 'this session is over'
+    if (this.probes.running) return 'a probe is already running'
+    if (this.probes.taken >= max) return `this session took its ${max} probes`
+    this.probes.taken++
+    this.probes.running = true
+    return () => { this.probes.running = false }
+  }
+
   relayFinished (result: SinkResult): void { this.relayDone?.resolve(result) }
   relayFailed (err: Error): void {
     this.endHashes(err)

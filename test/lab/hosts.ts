@@ -83,6 +83,8 @@ export interface TargetReport {
   treeKnown?: boolean;
   /** cut off by a relay parent for holding the others back; finished in a round of its own */
   laggard?: boolean;
+  /** the source probed another target (\`via\`) while this one, its own child, kept it waiting: bytes/s of each */
+  probe?: { via: string; rate: number; rateDuring: number; probeRate: number; cut: boolean };
   /** file data taken from the wire; bytes continued from kept parts */
   received?: number;
   resumed?: number;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as fs from 'node:fs';
-import { runQueueMs } from '../../protocols/relay/run-queue.js';
+import { cpuClocks } from '../../protocols/relay/run-queue.js';
 import { HeldClock, LaggardMeter, LAGGARD_WINDOW_MS, LAGGARD_WINDOW_UNEXCUSED_MS, type ChildClocks } from '../../protocols/relay/laggard.js';
 
 describe('HeldClock', () => {
@@ -21,21 +21,21 @@ describe('HeldClock', () => {
   });
 });
 
-describe('runQueueMs', () => {
+describe('cpuClocks', () => {
   test('reads the CPU wait of this thread, in ms, where Linux keeps it', () => {
     const file = '/proc/thread-self/schedstat';
     if (!fs.existsSync(file)) {
-      assert.equal(runQueueMs(), undefined);
+      assert.equal(cpuClocks()?.queued, undefined);
       return;
     }
     const waitedNs = () => Number(fs.readFileSync(file, 'latin1').trim().split(' ')[1]);
     const before = waitedNs();
-    const a = runQueueMs();
+    const a = cpuClocks()?.queued;
     const after = waitedNs();
     assert.ok(a != null && Number.isInteger(a), String(a));
     // the second field (ns), in ms, as it was between the two reads
     assert.ok(a >= Math.floor(before / 1e6) && a <= Math.ceil(after / 1e6), `${a} ms, the field ${before}..${after} ns`);
-    const b = runQueueMs();
+    const b = cpuClocks()?.queued;
     assert.ok(b != null && b >= a, `${b} after ${a}`);
   });
 });

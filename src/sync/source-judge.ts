@@ -1,0 +1,132 @@
+import { ChildTooSlowError } from '../../protocols/relay/child-link.js'
+import { LAGGARD_WINDOW_MS, LAGGARD_WINDOW_UNEXCUSED_MS, LaggardMeter, type ChildClocks } from '../../protocols/relay/laggard.js'
+import type { ProbeResult, ProbeTarget } from '../../protocols/probe/probe.js'
+import { trace } from '../trace.js'
+
+/**
+ * The share of the window (and of its last half) the source must have spent sending to a child,
+ * the child's own waits and CPU work excused, before it probes. On healthy chains the source's
+ * first child reached 0.59 on a loaded machine (the source stores nothing, so it always waits
+ * for someone); a first child on a 20 Mbit/s link among 200 Mbit/s ones 0.99
+ * (docs/PERFORMANCE.md, "A slow host in the tree").
+ */
+export const SOURCE_TRIGGER_SHARE = 0.8
+/**
+ * A child is cut when, while the probe ran, the source sent (to the child and the probe
+ * together) at least this many times as fast as the child took data before it.
+ */
+export const PROBE_FACTOR = 3
+/**
+ * Probes per child and round at most, at least PROBE_COOLDOWN_MS apart: the second only if the
+ * first failed. A verdict stands for the round (a source whose uplink is the slow link would
+ * otherwise give a probe's worth of it away again and again).
+ */
+export const PROBES_PER_CHILD = 2
+export const PROBE_COOLDOWN_MS = 5000
+
+/** What the judge uses of a ChildLink (protocols/relay/child-link.ts). */
+export interface JudgedLink {
+  readonly peer: string
+  readonly alive: boolean
+  /** bytes credited so far */
+  readonly credited: number
+  /** ms a send to the child was under way so far */
+  readonly sendingMs: number
+  onCredit?: (clocks: ChildClocks) => void
+  abort: (err: Error) => void
+}
+
+/** What a probe found about one of the source's children. */
+export interface ProbeVerdict {
+  /** the child judged */
+  peer: string
+  /** the target that took the probe */
+  via: string
+  /** bytes per second the child took (credited) over the window before the probe */
+  childRate: number
+  /** ... and while the probe ran */
+  childRateDuring: number
+  /** bytes per second the probe went at */
+  probeRate: number
+  /** the child was cut off as a laggard */
+  cut: boolean
+}
+
+/**
+ * The source's judge of one of its own children in a class tree. A relay judges its children by
+ * how long they keep it waiting (laggard.ts); the source cannot do that alone: it stores nothing,
+ * so it always waits for its child, and a child on a slow link looks, from the source, exactly
+ * like a slow uplink of the source's own (the connection is slow either way, the child idle).
+ * Cutting the child in the second case would split that uplink between two rounds and slow
+ * everyone. So when a child keeps the source waiting by itself for most of the window, the source
+ * sends a probe of a few MB to another target of the task (protocols/probe) and compares. If
+ * the child's link is the slow one, the source sends, to the child and the probe together,
+ * several times as fast as it sent to the child alone: the uplink had room, and the child is cut
+ * (the same as a relay's cut: it goes on in a round of its own, and the hosts below it in
+ * another). If the uplink is the slow link, the probe takes its share from the child and the
+ * two together go no faster than the child alone did: nothing changes. (The sum, not the probe
+ * alone: two flows split a shared link in any ratio, a fresh one often taking the larger part.)
+ */
+export class SourceJudge {
+  private readonly meter = new LaggardMeter(LAGGARD_WINDOW_MS, SOURCE_TRIGGER_SHARE, LAGGARD_WINDOW_UNEXCUSED_MS, true)
+  private probing = false
+  private decided = false
+  private probes = 0
+  private lastProbeEnd = -Infinity
+  /** (time, bytes credited so far) at each credit over the last window, oldest first */
+  private readonly credits: Array<{ t: number, bytes: number }> = []
+
+  constructor (
+    private readonly link: JudgedLink,
+    private readonly probeTarget: ProbeTarget,
+    private readonly probe: (target: ProbeTarget, onStart: () => void) => Promise<ProbeResult>,
+    /** told of every verdict; of a cut before the link is cut (its owner must know why the child fails) */
+    private readonly onVerdict: (v: ProbeVerdict) => void,
+    private readonly now: () => number = () => performance.now()
+  ) {
+    link.onCredit = (clocks) => { this.credit(clocks) }
+  }
+
+  private credit (clocks: ChildClocks): void {
+    const now = this.now()
+    this.credits.push({ t: now, bytes: this.link.credited })
+    while (this.credits.length > 2 && this.credits[1].t <= now - LAGGARD_WINDOW_MS) this.credits.shift()
+    if (!this.meter.sample(now, this.link.sendingMs, clocks)) return
+    if (this.probing || this.decided || this.probes >= PROBES_PER_CHILD || now - this.lastProbeEnd < PROBE_COOLDOWN_MS || !this.link.alive) return
+    void this.runProbe()
+  }
+
+  private async runProbe (): Promise<void> {
+    this.probing = true
+    this.probes++
+    const first = this.credits[0]
+    const last = this.credits.at(-1)!
+    const childRate = (last.bytes - first.bytes) * 1000 / Math.max(1, last.t - first.t)
+    let credited = this.link.credited
+    let t0 = this.now()
+    try {
+      const r = await this.probe(this.probeTarget, () => {
+        credited = this.link.credited
+        t0 = this.now()
+      })
+      const childRateDuring = (this.link.credited - credited) * 1000 / Math.max(1, this.now() - t0)
+      const cut = this.link.alive && childRateDuring + r.bytesPerSecond >= PROBE_FACTOR * childRate
+      trace(`source: probe via ${this.probeTarget.peer}: ${Math.round(r.bytesPerSecond / 1e3)} kB/s (${r.bytes} B in ${Math.round(r.ms)} ms); ${this.link.peer} took ${Math.round(childRate / 1e3)} kB/s before, ${Math.round(childRateDuring / 1e3)} kB/s meanwhile: ${cut ? 'cut' : 'kept'}`)
+      this.decided = true
+      this.onVerdict({ peer: this.link.peer, via: this.probeTarget.peer, childRate, childRateDuring, probeRate: r.bytesPerSecond, cut })
+      if (cut) {
+        this.link.abort(new ChildTooSlowError(`${this.link.peer} took ${formatRate(childRate)} while the source could send at ${formatRate(childRateDuring + r.bytesPerSecond)} (a probe to ${this.probeTarget.peer}): too slow for this tree`))
+      }
+    } catch (err) {
+      // no verdict: the child stays (a target that cannot take a probe says nothing of the uplink)
+      trace(`source: probe via ${this.probeTarget.peer} failed: ${(err as Error).message}`)
+    } finally {
+      this.probing = false
+      this.lastProbeEnd = this.now()
+    }
+  }
+}
+
+export function formatRate (bytesPerSecond: number): string {
+  return `${(bytesPerSecond * 8 / 1e6).toFixed(1)} Mbit/s`
+}
