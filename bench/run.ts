@@ -10,7 +10,7 @@
  *   --runs 3            runs per configuration (medians are reported)
  *   --rate 200          part 1 and 5 link rate, Mbit/s
  *   --slow-mbit N       part 5: the slow host's link rate (default a tenth of --rate)
- *   --slow-host hN      part 5: which of h2–h5 is slow (default h3; h2 is the source's own child)
+ *   --slow-host hN      part 5: which of h1–h5 is slow (default h3; h2 is the source's own child, h1 the source)
  *   --large-mib 1024    part 2 file size
  *   --files 20000       part 3 file count
  *   --rss-mib 2048      part 4 file size
@@ -62,7 +62,7 @@ function parseArgs(argv: string[]): Options {
       case '--warmup': { const v = val(); o.warmup = v === '0' ? 0 : int(v, flag); break; }
       case '--parts': o.parts = list(val(), flag); if (o.parts.some((p) => p > 5)) usage('parts are 1 to 5'); break;
       case '--slow-mbit': o.slowMbit = int(val(), flag); break;
-      case '--slow-host': { const v = val(); if (!/^h[2-5]$/.test(v)) usage('--slow-host is one of h2, h3, h4, h5'); o.slowHost = v; break; }
+      case '--slow-host': { const v = val(); if (!/^h[1-5]$/.test(v)) usage('--slow-host is one of h1 (the source), h2, h3, h4, h5'); o.slowHost = v; break; }
       case '--rate': o.rateMbit = int(val(), flag); break;
       case '--large-mib': o.largeMiB = int(val(), flag); break;
       case '--files': o.files = int(val(), flag); break;

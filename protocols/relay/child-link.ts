@@ -139,6 +139,8 @@ export class ChildLink {
   }
 
   get alive (): boolean { return this.failure == null }
+  /** the child has confirmed the end of the transfer */
+  get finished (): boolean { return this.doneResult != null }
 
   /** Send frames (each a list of parts) once credit allows; never throws (a failed child is marked and skipped). */
   async send (frames: Uint8Array[][]): Promise<void> {

@@ -507,13 +507,13 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
    * The source judges each of its children in a class of more than one (source-judge.ts): a
    * probe goes to a host below the child (the one it holds back), or else to another member.
    */
+  const judges: SourceJudge[][] = classes.map(() => [])
   const judge = (k: number, l: ChildLink): void => {
     const child = classes[k].members.find(m => m.link?.peer === l.peer)
     if (child == null) return
     const via = (trees[k].children.get(child)?.[0] as T | undefined) ?? classes[k].members.find(m => m !== child)
     if (via == null) return
-    // eslint-disable-next-line no-new
-    new SourceJudge(l, peerInfo(via), async (target, onStart) => await probeSendRate(node, target, session, { onStart }), (v) => {
+    const j = new SourceJudge(l, peerInfo(via), async (target, onStart) => await probeSendRate(node, target, session, { onStart }), (v) => {
       child.report.probe = { via: v.via, rate: Math.round(v.childRate), rateDuring: Math.round(v.childRateDuring), probeRate: Math.round(v.probeRate), cut: v.cut }
       const during = `${formatRate(v.childRateDuring + v.probeRate)} to ${v.peer} and a probe to ${v.via} together, ${formatRate(v.childRate)} to ${v.peer} alone`
       if (v.cut) {
@@ -524,6 +524,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
         onEvent({ type: 'warning', message: `${v.peer} kept the source waiting, but the source's own uplink is the limit (it sent ${during})` })
       }
     })
+    judges[k].push(j)
   }
   // the source's own links open while the plans go out (a child that has no plan yet waits for it)
   const rootLinks = classes.map((_c, k) => openLinks(node, childInfo('source', k), session, k, stallMs))
@@ -563,6 +564,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       },
       onChildFailed: (peer, error) => { onEvent({ type: 'warning', message: `relay to ${peer}: ${error}` }) }
     }).catch((err) => { onEvent({ type: 'warning', message: `class ${k}: ${(err as Error).message}` }) })
+    for (const j of judges[k]) trace(`source: judge of ${j.peer}: highest share ${j.maxShare.toFixed(2)}`)
   })
   await Promise.all([...sending, ...live.map(async (t) => {
     try {

@@ -28,6 +28,8 @@ export const PROBE_COOLDOWN_MS = 5000
 export interface JudgedLink {
   readonly peer: string
   readonly alive: boolean
+  /** the child confirmed the end of the transfer (too late to cut it) */
+  readonly finished: boolean
   /** bytes credited so far */
   readonly credited: number
   /** ms a send to the child was under way so far */
@@ -87,6 +89,10 @@ export class SourceJudge {
     link.onCredit = (clocks) => { this.credit(clocks) }
   }
 
+  /** the highest share of a window the child kept the source sending (for traces and calibration) */
+  get maxShare (): number { return this.meter.maxShare }
+  get peer (): string { return this.link.peer }
+
   private credit (clocks: ChildClocks): void {
     const now = this.now()
     this.credits.push({ t: now, bytes: this.link.credited })
@@ -110,9 +116,11 @@ export class SourceJudge {
         t0 = this.now()
       })
       const childRateDuring = (this.link.credited - credited) * 1000 / Math.max(1, this.now() - t0)
-      const cut = this.link.alive && childRateDuring + r.bytesPerSecond >= PROBE_FACTOR * childRate
-      trace(`source: probe via ${this.probeTarget.peer}: ${Math.round(r.bytesPerSecond / 1e3)} kB/s (${r.bytes} B in ${Math.round(r.ms)} ms); ${this.link.peer} took ${Math.round(childRate / 1e3)} kB/s before, ${Math.round(childRateDuring / 1e3)} kB/s meanwhile: ${cut ? 'cut' : 'kept'}`)
       this.decided = true
+      // the child's transfer ended meanwhile: nothing left to judge
+      if (!this.link.alive || this.link.finished) return
+      const cut = childRateDuring + r.bytesPerSecond >= PROBE_FACTOR * childRate
+      trace(`source: probe via ${this.probeTarget.peer}: ${Math.round(r.bytesPerSecond / 1e3)} kB/s (${r.bytes} B in ${Math.round(r.ms)} ms); ${this.link.peer} took ${Math.round(childRate / 1e3)} kB/s before, ${Math.round(childRateDuring / 1e3)} kB/s meanwhile: ${cut ? 'cut' : 'kept'}`)
       this.onVerdict({ peer: this.link.peer, via: this.probeTarget.peer, childRate, childRateDuring, probeRate: r.bytesPerSecond, cut })
       if (cut) {
         this.link.abort(new ChildTooSlowError(`${this.link.peer} took ${formatRate(childRate)} while the source could send at ${formatRate(childRateDuring + r.bytesPerSecond)} (a probe to ${this.probeTarget.peer}): too slow for this tree`))

@@ -15,6 +15,7 @@ const MB = 1e6;
 class FakeLink implements JudgedLink {
   readonly peer = 'child';
   alive = true;
+  finished = false;
   credited = 0;
   sendingMs = 0;
   onCredit?: (clocks: ChildClocks) => void;
@@ -34,6 +35,8 @@ interface Scenario {
   ranShare?: number;
   /** how long to run, ms */
   ms: number;
+  /** the child confirms the end of its transfer while the probe runs */
+  finishDuringProbe?: boolean;
 }
 
 async function run(s: Scenario): Promise<{ link: FakeLink; verdicts: ProbeVerdict[]; probes: number }> {
@@ -57,6 +60,7 @@ async function run(s: Scenario): Promise<{ link: FakeLink; verdicts: ProbeVerdic
     link.credited += rate * step / 1000;
     link.sendingMs += s.sendingShare * step;
     link.onCredit?.({ queued: 0, ran: Math.round((s.ranShare ?? 0.05) * t) });
+    if (probeEnds != null && s.finishDuringProbe === true) link.finished = true;
     if (probeEnds != null && t >= probeEnds.at) {
       const p = probeEnds;
       probeEnds = undefined;
@@ -106,6 +110,13 @@ describe('SourceJudge', () => {
   test('a failed probe says nothing: one more try after the cool-down, and no more', async () => {
     const { link, verdicts, probes } = await run({ rate: 2.4 * MB, rateDuring: 2.4 * MB, sendingShare: 1, ms: 3000 + 2 * (1000 + PROBE_COOLDOWN_MS) + 10_000 });
     assert.equal(probes, 2);
+    assert.equal(verdicts.length, 0);
+    assert.equal(link.aborted, undefined);
+  });
+
+  test('a child that finished while the probe ran is neither judged nor cut', async () => {
+    const { link, verdicts, probes } = await run({ rate: 2.4 * MB, rateDuring: 1.4 * MB, probeRate: 21.9 * MB, sendingShare: 1, ms: 20_000, finishDuringProbe: true });
+    assert.equal(probes, 1);
     assert.equal(verdicts.length, 0);
     assert.equal(link.aborted, undefined);
   });
