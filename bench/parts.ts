@@ -202,7 +202,7 @@ export async function part1(o: Options, sshd: string | undefined, sshReason: str
           delete gr.report;
           g.push({ ...gr, ...(probes.length > 0 ? { probes } : {}) });
           await c.remove(targets, gDst);
-          const probeNote = probes.map((p) => `; probed ${p.host}: ${p.cut ? 'CUT' : 'kept'} (${fix(p.rate / 1e6, 1)} / ${fix(p.rateDuring / 1e6, 1)} + ${fix(p.probeRate / 1e6, 1)} MB/s)`).join('');
+          const probeNote = probes.map((p) => `; probed ${p.host}: ${p.cut ? 'CUT' : 'kept'} (the source sent ${fix(p.sentRate / 1e6, 1)} MB/s, ${fix(p.sentRateDuring / 1e6, 1)} with the probe)`).join('');
           progress(`part 1: ${sizeMiB} MiB → N=${n} run ${run}/${o.runs}: gosync ${fix(gr.seconds)} s (report ${fix(gr.reportSeconds)} s)${probeNote}`);
           if (c.ssh) {
             checkInterrupted();

@@ -19,7 +19,7 @@ export async function handleProbeStream (stream: Stream, connection: Connection,
     const claim = sessions.get(hello.session)?.claimProbe(connection.remotePeer.toString(), PROBES_PER_SESSION) ?? 'unknown session'
     if (typeof claim === 'string') {
       await writeJson(fs, { type: 'refuse', error: claim }, signal)
-      await fs.closeWrite()
+      await closeBy(fs, signal)
       return
     }
     release = claim
@@ -38,10 +38,16 @@ export async function handleProbeStream (stream: Stream, connection: Connection,
       }
     }
     await writeJson(fs, { type: 'done', bytes }, signal)
-    await fs.closeWrite()
+    await closeBy(fs, signal)
   } catch (err) {
     fs.abort(err as Error)
   } finally {
     release?.()
   }
+}
+
+/** Close the write half gracefully, but not past `signal` (a peer that stopped reading could hold it up). */
+async function closeBy (fs: FramedStream, signal: AbortSignal): Promise<void> {
+  await Promise.race([fs.closeWrite(), new Promise((resolve) => { signal.addEventListener('abort', resolve, { once: true }) })])
+  if (signal.aborted) fs.abort(new Error('probe stream past its deadline'))
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod/v3'
 
 /**
- * /gosync/probe/1 (PROTOCOLS §6). The prober's first frame is `probe`; after `ready`, every
+ * /gosync/probe/1 (PROTOCOLS §5.5). The prober's first frame is `probe`; after `ready`, every
  * frame is data (any bytes, read and dropped). The target answers `ack` with the bytes of data
  * frames read so far, and `done` at the prober's end of stream.
  */

@@ -92,13 +92,15 @@ export async function probeSendRate (node: Libp2p, target: ProbeTarget, session:
     } finally {
       clearTimeout(timer)
     }
-    if (readError != null && acked === 0) throw readError
-    const span = acked > 0 ? lastAckAt - t0 : performance.now() - t0
-    await fs.closeWrite()
-    // the target's `done` is not waited for: the figures are in
+    // a target that broke the protocol, or acknowledged nothing, gives no figures
+    if (readError != null) throw readError
+    if (acked === 0) throw new ProtocolError(`${target.peer} acknowledged nothing of the probe within ${ms} ms`)
     void reading
+    const span = lastAckAt - t0
     return { bytes: acked, ms: span, bytesPerSecond: span > 0 ? acked * 1000 / span : 0 }
   } finally {
+    // the figures are in: the target's `done` is not waited for (nor a graceful close, which
+    // a target that stopped reading could hold up)
     fs.abort(new Error('probe over'))
   }
 }

@@ -29,11 +29,12 @@ export interface TargetReport {
   /**
    * this target, the source's own child in its class tree, kept the source waiting, and the
    * source sent a probe to another target (`via`) to see whether its own uplink was the limit
-   * (src/sync/source-judge.ts; the last probe). Bytes per second: this target's before the probe
-   * (`rate`) and while it ran (`rateDuring`), and the probe's. `cut`: the two flows together
-   * went at least three times as fast as this target alone; it is then a `laggard` too
+   * (src/sync/source-judge.ts; the last probe). Bytes per second: this target's rate before the
+   * probe, the source's (all it sent) before and while the probe ran (probe included), and the
+   * probe's. `cut`: the source sent at least three times as fast with the probe; this target is
+   * then a `laggard` too
    */
-  probe?: { via: string, rate: number, rateDuring: number, probeRate: number, cut: boolean }
+  probe?: { via: string, rate: number, sentRate: number, sentRateDuring: number, probeRate: number, cut: boolean }
   /** the target showed that its tree was already this manifest's (its record of the last session matched its scan): no manifest was sent */
   treeKnown?: boolean
   /** the target's signed statement that it holds the manifest's tree (ok/unchanged only) */

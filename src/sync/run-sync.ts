@@ -9,6 +9,7 @@ import { TargetLink } from '../../protocols/control/target-link.js'
 import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
 import { openLinks } from '../../protocols/relay/early-links.js'
+import { LAGGARD_WINDOW_MS } from '../../protocols/relay/laggard.js'
 import { scanTree } from '../manifest/scan.js'
 import { ManifestStream } from '../manifest/manifest-stream.js'
 import { FileHashCache } from '../manifest/hash-cache-file.js'
@@ -18,7 +19,7 @@ import type { LaggardMemory } from '../home/laggards.js'
 import { planTree } from '../plan/tree.js'
 import type { SyncEvent, SyncReport, TargetReport } from './report.js'
 import { sendClass } from './source-sender.js'
-import { formatRate, SourceJudge } from './source-judge.js'
+import { formatRate, SourceJudge, SourceUplink } from './source-judge.js'
 import { probeSendRate } from '../../protocols/probe/probe.js'
 import type { ChildLink } from '../../protocols/relay/child-link.js'
 import { verifyReceipt } from './receipt.js'
@@ -57,6 +58,11 @@ export const DEFAULT_RETRIES = 1
 export const DEFER_HASH_MIN = 1
 /** Targets cut within this long of each other are re-attached together (one tree). */
 export const REJOIN_DELAY_MS = 500
+/**
+ * A parent's word that it cut a target for being slow, coming this long after the target was
+ * re-attached with others, is about that new round: no judge can cut sooner (LAGGARD_WINDOW_MS).
+ */
+const LATE_WORD_MS = LAGGARD_WINDOW_MS
 
 /**
  * Run one sync with this node as the source: scan, layer-1 sessions with every target,
@@ -93,17 +99,19 @@ class Cancel {
   private readonly live = new Set<{ abort: (err: Error) => void }>()
   readonly reason = new Error(CANCELLED)
   private readonly onAbort = (): void => { for (const l of this.live) l.abort(this.reason) }
-  constructor (private readonly signal?: AbortSignal) {
-    signal?.addEventListener('abort', this.onAbort, { once: true })
+  constructor (private readonly taskSignal?: AbortSignal) {
+    taskSignal?.addEventListener('abort', this.onAbort, { once: true })
   }
 
   /** The task is over: a signal that fires later (the CLI closing its connection after the report) cuts nothing. */
   close (): void {
-    this.signal?.removeEventListener('abort', this.onAbort)
+    this.taskSignal?.removeEventListener('abort', this.onAbort)
     this.live.clear()
   }
 
-  get requested (): boolean { return this.signal?.aborted === true }
+  get requested (): boolean { return this.taskSignal?.aborted === true }
+  /** aborts with the task (never, without a signal) */
+  get signal (): AbortSignal | undefined { return this.taskSignal }
 
   add<L extends { abort: (err: Error) => void }> (link: L): L {
     if (this.requested) link.abort(this.reason)
@@ -136,18 +144,19 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   /**
    * targets re-attached in a round with others because, when the round formed, no parent had
    * said it cut them for being slow: that word travels on the parent's own control stream and
-   * may come later than the target's own failure (a busy machine: over REJOIN_DELAY_MS)
+   * may come later than the target's own failure (a busy machine: over REJOIN_DELAY_MS). Only
+   * for LATE_WORD_MS: a word after that is about the new round (which cannot judge sooner).
    */
-  const rejoinedWithOthers = new Map<string, TargetState>()
+  const rejoinedWithOthers = new Map<string, { t: TargetState, at: number }>()
   /** laggards cut off in this task, remembered for the next ones */
   const cutSlow = new Set<string>()
   const onTooSlow = (peer: string): void => {
     tooSlow.add(peer)
     const late = rejoinedWithOthers.get(peer)
-    if (late == null) return
-    // too late to give it a round of its own this time; it is still reported and remembered as one
     rejoinedWithOthers.delete(peer)
-    late.report.laggard = true
+    if (late == null || performance.now() - late.at > LATE_WORD_MS) return
+    // too late to give it a round of its own this time; it is still reported and remembered as one
+    late.t.report.laggard = true
     cutSlow.add(peer)
     onEvent({ type: 'warning', message: `${peer} held the others back (said after it was re-attached with them): reported and remembered as a laggard` })
   }
@@ -200,7 +209,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
   }
   onEvent({ type: 'scanned', entries: manifest.entries.length, bytes: manifest.entries.reduce((n, e) => n + e.size, 0) })
 
-  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), cancel, onTooSlow, knownSlow: await knownSlowLoad }
+  const ctx: RoundContext = { node, task, manifest, stallMs, fanout, frameBytes, self, onEvent, hashCache, sourceHashes: new Map(), cancel, onTooSlow, knownSlow: await knownSlowLoad, uplink: new SourceUplink() }
   // A target whose transfer was cut (a relay above it died) but which still answers is
   // re-attached at once, while the other targets go on: targets cut by the same failure
   // (within REJOIN_DELAY_MS) form one new round fed from this source, which continues each
@@ -239,7 +248,7 @@ export async function runSync (node: Libp2p, task: SyncTask, onEvent: (e: SyncEv
       onEvent({ type: 'warning', message: `${t.report.peer} held the others back: it continues in a round of its own` })
       rounds.push(runRound(ctx, [t], randomBytes(16).toString('hex'), onCut))
     }
-    for (const t of others) rejoinedWithOthers.set(t.report.peer, t)
+    for (const t of others) rejoinedWithOthers.set(t.report.peer, { t, at: performance.now() })
     if (others.length > 0) rounds.push(runRound(ctx, others, randomBytes(16).toString('hex'), onCut))
   }
   const onCut = (t: TargetState): boolean => {
@@ -389,6 +398,8 @@ interface RoundContext {
   onTooSlow: (peer: string) => void
   /** peers cut off as laggards in recent tasks */
   knownSlow: ReadonlySet<string>
+  /** every link the source sends on in this task (source-judge.ts) */
+  uplink: SourceUplink
 }
 
 /**
@@ -509,22 +520,31 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
    */
   const judges: SourceJudge[][] = classes.map(() => [])
   const judge = (k: number, l: ChildLink): void => {
-    const child = classes[k].members.find(m => m.link?.peer === l.peer)
-    if (child == null) return
-    const via = (trees[k].children.get(child)?.[0] as T | undefined) ?? classes[k].members.find(m => m !== child)
-    if (via == null) return
-    const j = new SourceJudge(l, peerInfo(via), async (target, onStart) => await probeSendRate(node, target, session, { onStart }), (v) => {
-      child.report.probe = { via: v.via, rate: Math.round(v.childRate), rateDuring: Math.round(v.childRateDuring), probeRate: Math.round(v.probeRate), cut: v.cut }
-      const during = `${formatRate(v.childRateDuring + v.probeRate)} to ${v.peer} and a probe to ${v.via} together, ${formatRate(v.childRate)} to ${v.peer} alone`
+    const members = classes[k].members
+    const at = members.findIndex(m => m.link?.peer === l.peer)
+    if (at < 0) return
+    const child = members[at]
+    // (the source's other children each probe a member of their own)
+    const via = (trees[k].children.get(child)?.[0] as T | undefined) ?? members[(at + 1) % members.length]
+    if (via === child) return
+    const bytes = bytesOfClass(k)
+    const j = new SourceJudge(l, () => bytes - l.credited, ctx.uplink, peerInfo(via), async (target, onStart) => await probeSendRate(node, target, session, { onStart, signal: ctx.cancel.signal }), (v) => {
+      child.report.probe = { via: v.via, rate: Math.round(v.childRate), sentRate: Math.round(v.sentRate), sentRateDuring: Math.round(v.sentRateDuring), probeRate: Math.round(v.probeRate), cut: v.cut }
+      const rates = `it sent ${formatRate(v.sentRateDuring)} with a probe to ${v.via}, ${formatRate(v.sentRate)} before, ${v.peer} taking ${formatRate(v.childRate)}`
       if (v.cut) {
         // before the cut: the child's own failure must find it known as a laggard
         ctx.onTooSlow(v.peer)
-        onEvent({ type: 'warning', message: `${v.peer} held the source back (it sent ${during}): cut off as a laggard` })
+        onEvent({ type: 'warning', message: `${v.peer} held the source back (${rates}): cut off as a laggard` })
       } else {
-        onEvent({ type: 'warning', message: `${v.peer} kept the source waiting, but the source's own uplink is the limit (it sent ${during})` })
+        onEvent({ type: 'warning', message: `${v.peer} kept the source waiting, but the source's own uplink is the limit (${rates})` })
       }
     })
     judges[k].push(j)
+  }
+  /** bytes class k sends (kept parts excluded) */
+  function bytesOfClass (k: number): number {
+    const c = classes[k]
+    return c.files.reduce((n, i) => n + manifest.entries[i].size - (c.offsets?.get(i) ?? 0), 0)
   }
   // the source's own links open while the plans go out (a child that has no plan yet waits for it)
   const rootLinks = classes.map((_c, k) => openLinks(node, childInfo('source', k), session, k, stallMs))
@@ -551,7 +571,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
     await sendClass(node, task.src, manifest.entries, c.files, childInfo('source', k), {
       session, classId: k, frameBytes, compress: task.compress, stallMs, offsets: c.offsets, opened: rootLinks[k],
       onLinks: (links) => {
-        for (const l of links) ctx.cancel.add(l)
+        for (const l of links) { ctx.cancel.add(l); ctx.uplink.add(l) }
         if (c.members.length > 1) for (const l of links) judge(k, l)
       },
       beforeSend: () => { for (const l of memberLinks) l?.flushHashes() },

@@ -12,8 +12,8 @@ import { trace } from '../trace.js'
  */
 export const SOURCE_TRIGGER_SHARE = 0.8
 /**
- * A child is cut when, while the probe ran, the source sent (to the child and the probe
- * together) at least this many times as fast as the child took data before it.
+ * A child is cut when, while the probe ran, the source sent (everything it sends, the probe
+ * included) at least this many times as fast as it sent before it.
  */
 export const PROBE_FACTOR = 3
 /**
@@ -23,6 +23,11 @@ export const PROBE_FACTOR = 3
  */
 export const PROBES_PER_CHILD = 2
 export const PROBE_COOLDOWN_MS = 5000
+/**
+ * Neither probed nor cut: a child with less left to take than this many seconds at its rate.
+ * Its subtree would gain less than the re-attach costs (new sessions, ~0.5–1 s).
+ */
+export const MIN_LEFT_SECONDS = 3
 
 /** What the judge uses of a ChildLink (protocols/relay/child-link.ts). */
 export interface JudgedLink {
@@ -38,17 +43,34 @@ export interface JudgedLink {
   abort: (err: Error) => void
 }
 
-/** What a probe found about one of the source's children. */
+/**
+ * Every link the source sends on in one task (all classes, all rounds): what it has sent in all,
+ * as credited. Two flows split a shared uplink in any ratio, so only the total tells whether a
+ * probe found room or took its share from the others.
+ */
+export class SourceUplink {
+  private readonly links: Array<{ readonly credited: number }> = []
+  add (link: { readonly credited: number }): void { this.links.push(link) }
+  get credited (): number {
+    let n = 0
+    for (const l of this.links) n += l.credited
+    return n
+  }
+}
+
+/** What a probe found about one of the source's children. Rates in bytes per second. */
 export interface ProbeVerdict {
   /** the child judged */
   peer: string
   /** the target that took the probe */
   via: string
-  /** bytes per second the child took (credited) over the window before the probe */
+  /** the child's rate (credited) over the window before the probe */
   childRate: number
-  /** ... and while the probe ran */
-  childRateDuring: number
-  /** bytes per second the probe went at */
+  /** the source's, all its links, over the same window */
+  sentRate: number
+  /** the source's, all its links and the probe, while the probe ran */
+  sentRateDuring: number
+  /** the probe's own */
   probeRate: number
   /** the child was cut off as a laggard */
   cut: boolean
@@ -61,13 +83,12 @@ export interface ProbeVerdict {
  * like a slow uplink of the source's own (the connection is slow either way, the child idle).
  * Cutting the child in the second case would split that uplink between two rounds and slow
  * everyone. So when a child keeps the source waiting by itself for most of the window, the source
- * sends a probe of a few MB to another target of the task (protocols/probe) and compares. If
- * the child's link is the slow one, the source sends, to the child and the probe together,
- * several times as fast as it sent to the child alone: the uplink had room, and the child is cut
- * (the same as a relay's cut: it goes on in a round of its own, and the hosts below it in
- * another). If the uplink is the slow link, the probe takes its share from the child and the
- * two together go no faster than the child alone did: nothing changes. (The sum, not the probe
- * alone: two flows split a shared link in any ratio, a fresh one often taking the larger part.)
+ * sends a probe of a few MB to another target of the task (protocols/probe) and compares what it
+ * sent in all, per second, before and while the probe ran. If the child's link is the slow one,
+ * the source sends several times as fast with the probe: the uplink had room, and the child is
+ * cut (the same as a relay's cut: it goes on in a round of its own, and the hosts below it in
+ * another). If the uplink is the slow link, the probe takes its share from the others and the
+ * total stays: nothing changes.
  */
 export class SourceJudge {
   private readonly meter = new LaggardMeter(LAGGARD_WINDOW_MS, SOURCE_TRIGGER_SHARE, LAGGARD_WINDOW_UNEXCUSED_MS, true)
@@ -75,11 +96,14 @@ export class SourceJudge {
   private decided = false
   private probes = 0
   private lastProbeEnd = -Infinity
-  /** (time, bytes credited so far) at each credit over the last window, oldest first */
-  private readonly credits: Array<{ t: number, bytes: number }> = []
+  /** (time, bytes the child and the source had credited so far) at each credit over the last window, oldest first */
+  private readonly samples: Array<{ t: number, child: number, sent: number }> = []
 
   constructor (
     private readonly link: JudgedLink,
+    /** bytes the child is still to take in this class, given what it has credited */
+    private readonly bytesLeft: () => number,
+    private readonly uplink: SourceUplink,
     private readonly probeTarget: ProbeTarget,
     private readonly probe: (target: ProbeTarget, onStart: () => void) => Promise<ProbeResult>,
     /** told of every verdict; of a cut before the link is cut (its owner must know why the child fails) */
@@ -95,35 +119,42 @@ export class SourceJudge {
 
   private credit (clocks: ChildClocks): void {
     const now = this.now()
-    this.credits.push({ t: now, bytes: this.link.credited })
-    while (this.credits.length > 2 && this.credits[1].t <= now - LAGGARD_WINDOW_MS) this.credits.shift()
+    this.samples.push({ t: now, child: this.link.credited, sent: this.uplink.credited })
+    while (this.samples.length > 2 && this.samples[1].t <= now - LAGGARD_WINDOW_MS) this.samples.shift()
     if (!this.meter.sample(now, this.link.sendingMs, clocks)) return
     if (this.probing || this.decided || this.probes >= PROBES_PER_CHILD || now - this.lastProbeEnd < PROBE_COOLDOWN_MS || !this.link.alive) return
+    if (this.bytesLeft() < this.rateBefore().child * MIN_LEFT_SECONDS) return
     void this.runProbe()
+  }
+
+  /** The child's and the source's rates over the samples kept (the last window). */
+  private rateBefore (): { child: number, sent: number } {
+    const first = this.samples[0]
+    const last = this.samples.at(-1)!
+    const ms = Math.max(1, last.t - first.t)
+    return { child: (last.child - first.child) * 1000 / ms, sent: (last.sent - first.sent) * 1000 / ms }
   }
 
   private async runProbe (): Promise<void> {
     this.probing = true
     this.probes++
-    const first = this.credits[0]
-    const last = this.credits.at(-1)!
-    const childRate = (last.bytes - first.bytes) * 1000 / Math.max(1, last.t - first.t)
-    let credited = this.link.credited
+    const before = this.rateBefore()
+    let sent = this.uplink.credited
     let t0 = this.now()
     try {
       const r = await this.probe(this.probeTarget, () => {
-        credited = this.link.credited
+        sent = this.uplink.credited
         t0 = this.now()
       })
-      const childRateDuring = (this.link.credited - credited) * 1000 / Math.max(1, this.now() - t0)
+      const sentRateDuring = (this.uplink.credited - sent) * 1000 / Math.max(1, this.now() - t0) + r.bytesPerSecond
       this.decided = true
-      // the child's transfer ended meanwhile: nothing left to judge
-      if (!this.link.alive || this.link.finished) return
-      const cut = childRateDuring + r.bytesPerSecond >= PROBE_FACTOR * childRate
-      trace(`source: probe via ${this.probeTarget.peer}: ${Math.round(r.bytesPerSecond / 1e3)} kB/s (${r.bytes} B in ${Math.round(r.ms)} ms); ${this.link.peer} took ${Math.round(childRate / 1e3)} kB/s before, ${Math.round(childRateDuring / 1e3)} kB/s meanwhile: ${cut ? 'cut' : 'kept'}`)
-      this.onVerdict({ peer: this.link.peer, via: this.probeTarget.peer, childRate, childRateDuring, probeRate: r.bytesPerSecond, cut })
+      // the child's transfer ended meanwhile, or all but ended: nothing left worth a cut
+      if (!this.link.alive || this.link.finished || this.bytesLeft() < before.child * MIN_LEFT_SECONDS) return
+      const cut = sentRateDuring >= PROBE_FACTOR * before.sent
+      trace(`source: probe via ${this.probeTarget.peer}: ${Math.round(r.bytesPerSecond / 1e3)} kB/s (${r.bytes} B in ${Math.round(r.ms)} ms); the source sent ${Math.round(before.sent / 1e3)} kB/s before (${this.link.peer} ${Math.round(before.child / 1e3)}), ${Math.round(sentRateDuring / 1e3)} kB/s with the probe: ${cut ? 'cut' : 'kept'}`)
+      this.onVerdict({ peer: this.link.peer, via: this.probeTarget.peer, childRate: before.child, sentRate: before.sent, sentRateDuring, probeRate: r.bytesPerSecond, cut })
       if (cut) {
-        this.link.abort(new ChildTooSlowError(`${this.link.peer} took ${formatRate(childRate)} while the source could send at ${formatRate(childRateDuring + r.bytesPerSecond)} (a probe to ${this.probeTarget.peer}): too slow for this tree`))
+        this.link.abort(new ChildTooSlowError(`${this.link.peer} took ${formatRate(before.child)} while the source could send at ${formatRate(sentRateDuring)} (a probe to ${this.probeTarget.peer}): too slow for this tree`))
       }
     } catch (err) {
       // no verdict: the child stays (a target that cannot take a probe says nothing of the uplink)

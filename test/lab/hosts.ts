@@ -84,7 +84,7 @@ export interface TargetReport {
   /** cut off by a relay parent for holding the others back; finished in a round of its own */
   laggard?: boolean;
   /** the source probed another target (\`via\`) while this one, its own child, kept it waiting: bytes/s of each */
-  probe?: { via: string; rate: number; rateDuring: number; probeRate: number; cut: boolean };
+  probe?: { via: string; rate: number; sentRate: number; sentRateDuring: number; probeRate: number; cut: boolean };
   /** file data taken from the wire; bytes continued from kept parts */
   received?: number;
   resumed?: number;

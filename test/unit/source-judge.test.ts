@@ -1,13 +1,14 @@
 // The source's judge of its own children (src/sync/source-judge.ts), on a simulated clock: it
-// probes only a child that keeps it waiting by itself for most of the window, and cuts it only
-// when the source sent to the child and the probe together several times as fast as it sent to
-// the child alone. A child whose rate falls while the probe runs shares the uplink with it: kept.
+// probes only a child that keeps it waiting by itself for most of the window and still has a
+// few seconds' worth to take, and cuts it only when the source sent (on all its links and the
+// probe) several times as fast with the probe as before it. A probe that only takes its share
+// of a shared uplink from the other flows changes nothing: kept.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ChildTooSlowError } from '../../protocols/relay/child-link.js';
 import type { ChildClocks } from '../../protocols/relay/laggard.js';
 import type { ProbeResult, ProbeTarget } from '../../protocols/probe/probe.js';
-import { PROBE_COOLDOWN_MS, SourceJudge, type JudgedLink, type ProbeVerdict } from '../../src/sync/source-judge.js';
+import { PROBE_COOLDOWN_MS, SourceJudge, SourceUplink, type JudgedLink, type ProbeVerdict } from '../../src/sync/source-judge.js';
 
 const MB = 1e6;
 
@@ -37,6 +38,10 @@ interface Scenario {
   ms: number;
   /** the child confirms the end of its transfer while the probe runs */
   finishDuringProbe?: boolean;
+  /** the source's other links together (other children, other classes): bytes/s before and while a probe runs */
+  others?: { rate: number; rateDuring: number };
+  /** bytes the child has to take in all (default: no end) */
+  bytes?: number;
 }
 
 async function run(s: Scenario): Promise<{ link: FakeLink; verdicts: ProbeVerdict[]; probes: number }> {
@@ -51,13 +56,18 @@ async function run(s: Scenario): Promise<{ link: FakeLink; verdicts: ProbeVerdic
     onStart();
     return await new Promise<ProbeResult>((resolve, reject) => { probeEnds = { at: t + 1000, resolve, reject }; });
   };
+  const uplink = new SourceUplink();
+  const others = { credited: 0 };
+  uplink.add(link);
+  uplink.add(others);
   // eslint-disable-next-line no-new
-  new SourceJudge(link, { peer: 'other', addrs: [] }, probe, (v) => { verdicts.push(v); }, () => t);
+  new SourceJudge(link, () => (s.bytes ?? Infinity) - link.credited, uplink, { peer: 'other', addrs: [] }, probe, (v) => { verdicts.push(v); }, () => t);
   const step = 50;
   for (; t < s.ms && link.alive; ) {
     t += step;
     const rate = probeEnds != null ? s.rateDuring : s.rate;
     link.credited += rate * step / 1000;
+    others.credited += (probeEnds != null ? s.others?.rateDuring ?? 0 : s.others?.rate ?? 0) * step / 1000;
     link.sendingMs += s.sendingShare * step;
     link.onCredit?.({ queued: 0, ran: Math.round((s.ranShare ?? 0.05) * t) });
     if (probeEnds != null && s.finishDuringProbe === true) link.finished = true;
@@ -81,7 +91,9 @@ describe('SourceJudge', () => {
     assert.equal(verdicts.length, 1);
     assert.equal(verdicts[0]!.cut, true, JSON.stringify(verdicts));
     assert.ok(link.aborted instanceof ChildTooSlowError, String(link.aborted));
-    assert.ok(Math.abs(verdicts[0]!.childRate - 2.4 * MB) < 0.05 * MB, JSON.stringify(verdicts[0]));
+    const v = verdicts[0]!;
+    assert.ok(Math.abs(v.childRate - 2.4 * MB) < 0.05 * MB && Math.abs(v.sentRate - 2.4 * MB) < 0.05 * MB, JSON.stringify(v));
+    assert.ok(Math.abs(v.sentRateDuring - 23.3 * MB) < 0.3 * MB, JSON.stringify(v));
   });
 
   test('the uplink is the slow link: the child slows while the probe runs; kept, and not probed again', async () => {
@@ -119,5 +131,19 @@ describe('SourceJudge', () => {
     assert.equal(probes, 1);
     assert.equal(verdicts.length, 0);
     assert.equal(link.aborted, undefined);
+  });
+
+  test('four flows share the uplink: the probe takes most of it from all four; kept', async () => {
+    // the child and three others at 0.6 MB/s each (2.4 in all); with the probe, 0.15 each and
+    // the probe 1.8: the probe alone is 3 times the child's rate before, the total is unchanged
+    const { link, verdicts } = await run({ rate: 0.6 * MB, rateDuring: 0.15 * MB, others: { rate: 1.8 * MB, rateDuring: 0.45 * MB }, probeRate: 1.8 * MB, sendingShare: 1, ms: 10_000 });
+    assert.equal(verdicts[0]?.cut, false, JSON.stringify(verdicts));
+    assert.equal(link.aborted, undefined);
+  });
+
+  test('a child with less than 3 s of data left is not probed', async () => {
+    // 8 MB at 2.4 MB/s: 3.3 s in all; at the window's end (3 s) 0.8 MB are left
+    const { probes } = await run({ rate: 2.4 * MB, rateDuring: 1.4 * MB, probeRate: 21.9 * MB, sendingShare: 1, ms: 10_000, bytes: 8 * MB });
+    assert.equal(probes, 0);
   });
 });
