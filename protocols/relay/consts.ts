@@ -14,3 +14,9 @@ export const ACCEPT_TIMEOUT_MS = 15_000
 /** A relay stream for a known session that arrives before the session's plan waits this long for it (below ACCEPT_TIMEOUT_MS). */
 export const PLAN_WAIT_MS = 10_000
 export const MAX_INBOUND_STREAMS = 64
+/**
+ * A relay child gives up on a parent that sends less than this in any stall period (besides one
+ * that sends nothing for the stall timeout): a parent trickling tiny frames would otherwise keep
+ * the session, and with it the task, for ever. A whole DATA frame (512 KiB) is 8 times as much.
+ */
+export const MIN_BYTES_PER_STALL = 64 * 1024

@@ -84,7 +84,12 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
         // compressed bytes and a window of tiny frames could otherwise inflate without bound
         case FrameKind.DataZ:
           if (!session.init.compress) throw new BadFrameError('a compressed DATA frame in a session without compression')
-          await sink.data(await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })); return { done: Promise.resolve() }
+        {
+          const data = await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })
+          // (a frame of zeros is a few hundred bytes on the wire: what it holds is the progress)
+          session.touch(data.byteLength)
+          await sink.data(data); return { done: Promise.resolve() }
+        }
         case FrameKind.Skip: await sink.skip(f.index, f.reason); return { done: Promise.resolve() }
         // whole small files are stored once held in memory, as after BEGIN + DATA
         case FrameKind.Files: await sink.wholeFiles(f.files); return { done: Promise.resolve() }
@@ -150,7 +155,7 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
       }
       if (failure != null) throw failure
       if (frame == null) throw new BadFrameError('parent closed the relay stream before END')
-      session.touch()
+      session.touch(frame.byteLength)
       if (first) { first = false; trace('relay: first frame') }
       // DATA payloads stay as the received chunks (no copy); control frames are tiny
       const kind = frame.get(0)

@@ -10,6 +10,7 @@ import { trace } from '../trace.js'
 import { scanTree, TEMP_PREFIX } from '../manifest/scan.js'
 import type { Entry, Manifest, RootMeta } from '../manifest/types.js'
 import type { SinkResult } from './file-sink.js'
+import { MIN_BYTES_PER_STALL } from '../../protocols/relay/consts.js'
 
 export interface ChangeCounts { created: number, deleted: number, updated: number }
 
@@ -108,7 +109,13 @@ export class TargetSession {
   /** last time the relay parent connected or sent a frame */
   private lastActivity = performance.now()
 
-  touch (): void { this.lastActivity = performance.now() }
+  /** bytes from the relay parent since `since` (the current stall period: see finish) */
+  private inPeriod = { since: performance.now(), bytes: 0 }
+  /** The relay parent connected or sent `bytes` (of a frame, or inflated from one). */
+  touch (bytes = 0): void {
+    this.lastActivity = performance.now()
+    this.inPeriod.bytes += bytes
+  }
 
   /** the parent sent END: what is left is this node's own commits, which no parent silence can stall */
   private endTaken = false
@@ -424,6 +431,7 @@ export class TargetSession {
     if (this.relayClaimed) return 'relay stream already attached'
     if (this.closed) return 'this session no longer accepts data'
     this.relayClaimed = true
+    this.inPeriod = { since: performance.now(), bytes: 0 }
     return undefined
   }
 
@@ -481,8 +489,13 @@ export class TargetSession {
     let moreFailures = 0
     if (this.relayDone != null) {
       const timer = setInterval(() => {
-        if (!this.endTaken && performance.now() - this.lastActivity > stallMs) {
+        if (this.endTaken) return
+        const now = performance.now()
+        if (now - this.lastActivity > stallMs) {
           this.relayFailed(new Error(this.relayClaimed ? `no data from parent ${this.relay!.parent} for ${stallMs} ms` : `parent ${this.relay!.parent} did not connect within ${stallMs} ms`))
+        } else if (this.relayClaimed && now - this.inPeriod.since >= stallMs) {
+          if (this.inPeriod.bytes < MIN_BYTES_PER_STALL) this.relayFailed(new Error(`parent ${this.relay!.parent} sent only ${this.inPeriod.bytes} bytes in ${Math.round(now - this.inPeriod.since)} ms: too little to go on`))
+          else this.inPeriod = { since: now, bytes: 0 }
         }
       }, Math.min(1000, stallMs / 4))
       try {

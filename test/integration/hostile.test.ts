@@ -1204,6 +1204,21 @@ describe('hostile input', () => {
         fatal: true,
         re: /exceeds the limit/,
       },
+      {
+        // a byte every 250 ms: never silent for the stall timeout, but 20 bytes in 5 s (a file
+        // of one frame: held in memory, so no kept part is left for a next session to continue)
+        what: 'a parent that trickles one byte at a time',
+        entries: [wfile('t.bin', randomBytes(60 * 1024))],
+        send: async (fs, _s, files) => {
+          await fs.writeFrames([[encodeBegin(files[0]!, 0)]]);
+          for (let i = 0; i < 4 * 4 * STALL_S; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 250));
+            await fs.writeFrames([[DATA_HEADER, Buffer.from('x')]]);
+          }
+        },
+        fatal: true,
+        re: /sent only \d+ bytes in \d+ ms: too little to go on/,
+      },
     ];
     const problems: string[] = [];
     for (const [i, c] of cases.entries()) {
