@@ -82,13 +82,13 @@ export async function runReceiver (node: Libp2p, fs: FramedStream, session: Targ
         case FrameKind.Data: return { done: sink.data(payload) }
         // compressed: wait for the write before taking the next frame, since credit counts
         // compressed bytes and a window of tiny frames could otherwise inflate without bound
-        case FrameKind.DataZ:
+        case FrameKind.DataZ: {
           if (!session.init.compress) throw new BadFrameError('a compressed DATA frame in a session without compression')
-        {
           const data = await inflate(Buffer.concat(payload), { maxOutputLength: relay.frameBytes })
           // (a frame of zeros is a few hundred bytes on the wire: what it holds is the progress)
           session.touch(data.byteLength)
-          await sink.data(data); return { done: Promise.resolve() }
+          await sink.data(data)
+          return { done: Promise.resolve() }
         }
         case FrameKind.Skip: await sink.skip(f.index, f.reason); return { done: Promise.resolve() }
         // whole small files are stored once held in memory, as after BEGIN + DATA

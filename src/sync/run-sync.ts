@@ -16,11 +16,11 @@ import { FileHashCache } from '../manifest/hash-cache-file.js'
 import type { Entry, Manifest } from '../manifest/types.js'
 import { classify, splitOut } from '../plan/classify.js'
 import type { LaggardMemory } from '../home/laggards.js'
-import { planTree } from '../plan/tree.js'
+import { planTree, type RelayTree } from '../plan/tree.js'
 import type { SyncEvent, SyncReport, TargetReport } from './report.js'
 import { sendClass } from './source-sender.js'
 import { formatRate, SourceJudge, SourceUplink } from './source-judge.js'
-import { probeSendRate } from '../../protocols/probe/probe.js'
+import { probeSendRate, type ProbeResult, type ProbeTarget } from '../../protocols/probe/probe.js'
 import type { ChildLink } from '../../protocols/relay/child-link.js'
 import { verifyReceipt } from './receipt.js'
 import type { ResultMsg } from '../../protocols/control/messages.js'
@@ -510,42 +510,9 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   const classOf = new Map<T, number>()
   classes.forEach((c, k) => { for (const m of c.members) classOf.set(m, k) })
   const trees = classes.map(c => planTree<T | 'source'>('source', c.members, fanout))
-  const peerInfo = (t: T): { peer: string, addrs: string[] } =>
-    ({ peer: t.link!.peer, addrs: t.link!.remoteAddr !== '' ? [`${t.link!.remoteAddr.replace(/\/p2p\/[^/]+$/, '')}/p2p/${t.link!.peer}`] : [] })
   const childInfo = (n: T | 'source', k: number): Array<{ peer: string, addrs: string[] }> =>
     (trees[k].children.get(n) ?? []).map(c => peerInfo(c as T))
-  /**
-   * The source judges each of its children in a class of more than one (source-judge.ts): a
-   * probe goes to a host below the child (the one it holds back), or else to another member.
-   */
   const judges: SourceJudge[][] = classes.map(() => [])
-  const judge = (k: number, l: ChildLink): void => {
-    const members = classes[k].members
-    const at = members.findIndex(m => m.link?.peer === l.peer)
-    if (at < 0) return
-    const child = members[at]
-    // (the source's other children each probe a member of their own)
-    const via = (trees[k].children.get(child)?.[0] as T | undefined) ?? members[(at + 1) % members.length]
-    if (via === child) return
-    const bytes = bytesOfClass(k)
-    const j = new SourceJudge(l, () => bytes - l.credited, ctx.uplink, peerInfo(via), async (target, onStart) => await probeSendRate(node, target, session, { onStart, signal: ctx.cancel.signal }), (v) => {
-      child.report.probe = { via: v.via, rate: Math.round(v.childRate), sentRate: Math.round(v.sentRate), sentRateDuring: Math.round(v.sentRateDuring), probeRate: Math.round(v.probeRate), cut: v.cut }
-      const rates = `it sent ${formatRate(v.sentRateDuring)} with a probe to ${v.via}, ${formatRate(v.sentRate)} before, ${v.peer} taking ${formatRate(v.childRate)}`
-      if (v.cut) {
-        // before the cut: the child's own failure must find it known as a laggard
-        ctx.onTooSlow(v.peer)
-        onEvent({ type: 'warning', message: `${v.peer} held the source back (${rates}): cut off as a laggard` })
-      } else {
-        onEvent({ type: 'warning', message: `${v.peer} kept the source waiting, but the source's own uplink is the limit (${rates})` })
-      }
-    })
-    judges[k].push(j)
-  }
-  /** bytes class k sends (kept parts excluded) */
-  function bytesOfClass (k: number): number {
-    const c = classes[k]
-    return c.files.reduce((n, i) => n + manifest.entries[i].size - (c.offsets?.get(i) ?? 0), 0)
-  }
   // the source's own links open while the plans go out (a child that has no plan yet waits for it)
   const rootLinks = classes.map((_c, k) => openLinks(node, childInfo('source', k), session, k, stallMs))
   await Promise.all(live.map(async (t) => {
@@ -572,7 +539,12 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
       session, classId: k, frameBytes, compress: task.compress, stallMs, offsets: c.offsets, opened: rootLinks[k],
       onLinks: (links) => {
         for (const l of links) { ctx.cancel.add(l); ctx.uplink.add(l) }
-        if (c.members.length > 1) for (const l of links) judge(k, l)
+        if (c.members.length > 1) {
+          for (const l of links) {
+            const j = judgeSourceChild(ctx, session, c, trees[k], l)
+            if (j != null) judges[k].push(j)
+          }
+        }
       },
       beforeSend: () => { for (const l of memberLinks) l?.flushHashes() },
       onFileHash: (i, hash) => {
@@ -614,6 +586,39 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   })])
   clearInterval(progress)
 
+}
+
+/** How a relay node dials target `t`: its PeerId and the address the source reached it at. */
+function peerInfo (t: TargetState): { peer: string, addrs: string[] } {
+  return { peer: t.link!.peer, addrs: t.link!.remoteAddr !== '' ? [`${t.link!.remoteAddr.replace(/\/p2p\/[^/]+$/, '')}/p2p/${t.link!.peer}`] : [] }
+}
+
+/**
+ * The source judges its child on link `l` in class `c` (of more than one member) with a probe
+ * (source-judge.ts): to a host below the child (the one it holds back), or else to the member
+ * after it (so the source's children probe different members). A verdict goes into the child's
+ * report; a cut is announced (onTooSlow) before the link is cut.
+ */
+function judgeSourceChild (ctx: RoundContext, session: string, c: { members: TargetState[], files: number[], offsets?: ReadonlyMap<number, number> }, tree: RelayTree<TargetState | 'source'>, l: ChildLink): SourceJudge | undefined {
+  const at = c.members.findIndex(m => m.link?.peer === l.peer)
+  if (at < 0) return undefined
+  const child = c.members[at]
+  const via = (tree.children.get(child)?.[0] as TargetState | undefined) ?? c.members[(at + 1) % c.members.length]
+  if (via === child) return undefined
+  // what this class sends the child (kept parts excluded)
+  const bytes = c.files.reduce((n, i) => n + ctx.manifest.entries[i].size - (c.offsets?.get(i) ?? 0), 0)
+  const probe = async (target: ProbeTarget, onStart: () => void): Promise<ProbeResult> => await probeSendRate(ctx.node, target, session, { onStart, signal: ctx.cancel.signal })
+  return new SourceJudge(l, () => bytes - l.credited, ctx.uplink, peerInfo(via), probe, (v) => {
+    child.report.probe = { via: v.via, rate: Math.round(v.childRate), sentRate: Math.round(v.sentRate), sentRateDuring: Math.round(v.sentRateDuring), probeRate: Math.round(v.probeRate), cut: v.cut }
+    const rates = `it sent ${formatRate(v.sentRateDuring)} with a probe to ${v.via}, ${formatRate(v.sentRate)} before, ${v.peer} taking ${formatRate(v.childRate)}`
+    if (v.cut) {
+      // before the cut: the child's own failure must find it known as a laggard
+      ctx.onTooSlow(v.peer)
+      ctx.onEvent({ type: 'warning', message: `${v.peer} held the source back (${rates}): cut off as a laggard` })
+    } else {
+      ctx.onEvent({ type: 'warning', message: `${v.peer} kept the source waiting, but the source's own uplink is the limit (${rates})` })
+    }
+  })
 }
 
 /** Every index a target asks for names a file of the manifest. (A hot loop in a function of its own: docs/ARCHITECTURE.md.) */
