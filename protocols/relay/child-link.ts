@@ -43,10 +43,11 @@ export class ChildLink {
   nodeHeld?: HeldClock
   /**
    * Set by a relay, which then judges this child: one that holds it back is cut off as a laggard
-   * (laggard.ts), and this is called once. Only a relay judges: it is a target itself, so being
-   * held back shows that the targets differ. The source is faster than any target (it stores
-   * nothing), so its own waits show nothing of the kind: on one machine running all the
-   * daemons, its first child took the blame for the whole chain's shared CPU.
+   * (laggard.ts), and this is called once. A relay judges by its waits alone: it is a target
+   * itself, so being held back shows that the targets differ. The source is faster than any
+   * target (it stores nothing), so its own waits show nothing of the kind (on one machine
+   * running all the daemons, its first child took the blame for the whole chain's shared CPU):
+   * it judges its children with a probe instead (onCredit, src/sync/source-judge.ts).
    */
   onTooSlow?: (err: ChildTooSlowError) => void
   /** Set by the source, which judges its own children another way (src/sync/source-judge.ts): told of every credit. */
