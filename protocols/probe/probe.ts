@@ -1,9 +1,7 @@
-import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import { FramedStream, GREETING_LIMITS } from '../framing/framed-stream.js'
 import { expectJson, ProtocolError, readJson, writeJson } from '../framing/json.js'
-import { dialPeer } from '../../src/node/dial.js'
+import { dialKnownPeer, type KnownPeer } from '../../src/node/dial.js'
 import { PROBE_DEADLINE_MS, PROBE_FRAME_BYTES, PROBE_MAX_BYTES, PROBE_MS, PROBE_PROTOCOL, PROBE_WINDOW_BYTES } from './consts.js'
 import { ProbeReplyMsg } from './messages.js'
 
@@ -11,10 +9,7 @@ export class ProbeRefusedError extends Error {
   override name = 'ProbeRefusedError'
 }
 
-export interface ProbeTarget {
-  peer: string
-  addrs: string[]
-}
+export type ProbeTarget = KnownPeer
 
 export interface ProbeOptions {
   /** called when the data starts to flow: the span the rate is measured over begins */
@@ -45,7 +40,7 @@ export async function probeSendRate (node: Libp2p, target: ProbeTarget, session:
   const maxBytes = opts.maxBytes ?? PROBE_MAX_BYTES
   const ms = opts.ms ?? PROBE_MS
   const signal = opts.signal != null ? AbortSignal.any([opts.signal, AbortSignal.timeout(PROBE_DEADLINE_MS)]) : AbortSignal.timeout(PROBE_DEADLINE_MS)
-  const conn = await dialPeer(node, target.addrs.length > 0 ? target.addrs.map(a => multiaddr(a)) : peerIdFromString(target.peer), signal)
+  const conn = await dialKnownPeer(node, target, signal)
   const stream = await conn.newStream(PROBE_PROTOCOL, { signal, runOnLimitedConnection: true })
   const fs = new FramedStream(stream, GREETING_LIMITS)
   try {

@@ -1,9 +1,7 @@
-import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import { FramedStream } from '../framing/framed-stream.js'
 import { asBulkSender } from '../../src/node/bulk-stream.js'
-import { dialPeer } from '../../src/node/dial.js'
+import { dialKnownPeer, type KnownPeer } from '../../src/node/dial.js'
 import { trace } from '../../src/trace.js'
 import { expectJson, readJson, writeJson, ProtocolError } from '../framing/json.js'
 import { ACCEPT_TIMEOUT_MS, MAX_FRAME_BYTES, RELAY_PROTOCOL } from './consts.js'
@@ -21,10 +19,7 @@ export class RelayRefusedError extends Error {
   override name = 'RelayRefusedError'
 }
 
-export interface ChildTarget {
-  peer: string
-  addrs: string[]
-}
+export type ChildTarget = KnownPeer
 
 /**
  * The sending end of one relay edge (parent → child). Sends are bounded by the child's
@@ -64,15 +59,7 @@ export class ChildLink {
 
   static async open (node: Libp2p, child: ChildTarget, session: string, classId: number, stallTimeoutMs: number): Promise<ChildLink> {
     const signal = AbortSignal.timeout(ACCEPT_TIMEOUT_MS)
-    // the source's view of the child's address may not work from here (another subnet, a
-    // relay address): fall back to whatever this node knows of the child, then to relays
-    let conn
-    try {
-      conn = await dialPeer(node, child.addrs.length > 0 ? child.addrs.map(a => multiaddr(a)) : peerIdFromString(child.peer), signal)
-    } catch (err) {
-      if (child.addrs.length === 0 || signal.aborted) throw err
-      conn = await dialPeer(node, peerIdFromString(child.peer), signal)
-    }
+    const conn = await dialKnownPeer(node, child, signal)
     const stream = await conn.newStream(RELAY_PROTOCOL, { signal, runOnLimitedConnection: true })
     // the child forwards each muxer frame as soon as it is in; control streams keep their turn
     asBulkSender(stream)

@@ -1,4 +1,5 @@
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
 import type { Connection, Libp2p, PeerId } from '@libp2p/interface'
 
 /** The hop protocol of circuit relay v2: peers that speak it can relay for us. */
@@ -36,5 +37,26 @@ export async function dialPeer (node: Libp2p, target: PeerId | Multiaddr | Multi
     } catch {
       throw first
     }
+  }
+}
+
+/** A target as the source names it to other nodes: its PeerId and the addresses the source reached it at. */
+export interface KnownPeer {
+  peer: string
+  addrs: string[]
+}
+
+/**
+ * Dial `p` at the addresses given; they are the source's view and may not work from here
+ * (another subnet, a relay address), so then by its PeerId alone (dialPeer: what this node
+ * knows of it, then relays).
+ */
+export async function dialKnownPeer (node: Libp2p, p: KnownPeer, signal: AbortSignal): Promise<Connection> {
+  if (p.addrs.length === 0) return await dialPeer(node, peerIdFromString(p.peer), signal)
+  try {
+    return await dialPeer(node, p.addrs.map(a => multiaddr(a)), signal)
+  } catch (err) {
+    if (signal.aborted) throw err
+    return await dialPeer(node, peerIdFromString(p.peer), signal)
   }
 }

@@ -5,6 +5,7 @@ import { hashAsScanned } from '../manifest/hash.js'
 import { contentDigest } from '../manifest/digest.js'
 import type { Libp2p } from '@libp2p/interface'
 import { parseTarget } from '../node/targets.js'
+import type { KnownPeer } from '../node/dial.js'
 import { TargetLink } from '../../protocols/control/target-link.js'
 import { DEFAULT_STALL_TIMEOUT_MS } from '../../protocols/control/consts.js'
 import { DEFAULT_FRAME_BYTES, MAX_FRAME_BYTES, MIN_FRAME_BYTES } from '../../protocols/relay/consts.js'
@@ -510,7 +511,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
   const classOf = new Map<T, number>()
   classes.forEach((c, k) => { for (const m of c.members) classOf.set(m, k) })
   const trees = classes.map(c => planTree<T | 'source'>('source', c.members, fanout))
-  const childInfo = (n: T | 'source', k: number): Array<{ peer: string, addrs: string[] }> =>
+  const childInfo = (n: T | 'source', k: number): KnownPeer[] =>
     (trees[k].children.get(n) ?? []).map(c => peerInfo(c as T))
   const judges: SourceJudge[][] = classes.map(() => [])
   // the source's own links open while the plans go out (a child that has no plan yet waits for it)
@@ -589,7 +590,7 @@ async function runRound (ctx: RoundContext, targets: TargetState[], session: str
 }
 
 /** How a relay node dials target `t`: its PeerId and the address the source reached it at. */
-function peerInfo (t: TargetState): { peer: string, addrs: string[] } {
+function peerInfo (t: TargetState): KnownPeer {
   return { peer: t.link!.peer, addrs: t.link!.remoteAddr !== '' ? [`${t.link!.remoteAddr.replace(/\/p2p\/[^/]+$/, '')}/p2p/${t.link!.peer}`] : [] }
 }
 
