@@ -53,10 +53,11 @@ describe('the source\'s own child on a slow link', { skip }, () => {
     assert.equal(slow.laggard, true, `h2 (20 Mbit/s) was not found slow\n${JSON.stringify(r.report, null, 2)}`);
     assert.equal(slow.probe?.cut, true, JSON.stringify(slow));
     // the rates as the links allow: h2 took at most 20 Mbit/s (2.5 MB/s), and the source sent
-    // several times that with the probe (its own link: 200 Mbit/s)
+    // several times that with the probe (its own link: 200 Mbit/s, 25 MB/s; the probe and h2's
+    // credits are timed over spans a few ms apart, so up to a fifth more)
     const p = slow.probe;
     assert.ok(p.rate > 1.5e6 && p.rate <= 2.5e6 && p.sentRate >= p.rate && p.sentRate <= 2.5e6, JSON.stringify(p));
-    assert.ok(p.sentRateDuring >= 3 * p.sentRate && p.sentRateDuring <= 25e6 && p.probeRate <= p.sentRateDuring, JSON.stringify(p));
+    assert.ok(p.sentRateDuring >= 3 * p.sentRate && p.sentRateDuring <= 25e6 * 1.2 && p.probeRate <= p.sentRateDuring, JSON.stringify(p));
     for (const t of [h3, h4]) assert.notEqual(targetOf(r.report, t).laggard, true, `${t.name} (200 Mbit/s) was called slow`);
     const done = async (t: Daemon): Promise<number> => (await fsp.stat(lab.hostPath(t.name, 'copy/big.bin'))).ctimeMs;
     const [d2, d3, d4] = [await done(h2), await done(h3), await done(h4)];
